@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+// The stable entry points: quantize (float -> packed), dequantize (packed -> float) and
+// fake_quantize (float -> float on the format's grid). A 1-D array of n values is one row of
+// n: cut into consecutive blocks, the last one possibly partial.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <string>
+
+#include "blockcast/block/packed.hpp"
+#include "blockcast/error.hpp"
+#include "blockcast/kernels/reference.hpp"
+#include "blockcast/policy.hpp"
+
+namespace blockcast {
+
+namespace detail {
+inline void check_shape(std::size_t rows, std::size_t cols, const char* what) {
+  if (cols != 0 && rows > std::numeric_limits<std::size_t>::max() / cols)
+    fail<shape_error>(std::string(what) + ": shape " + shape_string(rows, cols) +
+                      " overflows size_t");
+}
+inline void check_options(const cast_options& opt) {
+  if (opt.threads == 0) fail<invalid_argument>("cast_options::threads must be >= 1");
+}
+}  // namespace detail
+
+/// Quantizes rows x cols row-major values into caller storage of the same shape; returns the
+/// FP32 tensor scale (S_dec of two-level formats; 1 for MX formats).
+template <class Format>
+float quantize_into(const float* in, std::size_t rows, std::size_t cols,
+                    mutable_packed_view<Format> out, const cast_options& opt = {}) {
+  detail::check_shape(rows, cols, "quantize_into");
+  detail::check_options(opt);
+  if (out.rows() != rows || out.cols() != cols)
+    detail::fail<shape_error>("quantize_into: input of shape " + detail::shape_string(rows, cols) +
+                              " does not fit an output view of shape " +
+                              detail::shape_string(out.rows(), out.cols()));
+  return reference::quantize<Format>(in, rows, cols, out, opt);
+}
+
+/// Quantizes a rows x cols row-major matrix; blocks run along each row and restart at each row.
+template <class Format>
+packed_tensor<Format> quantize(const float* in, std::size_t rows, std::size_t cols,
+                               const cast_options& opt = {}) {
+  detail::check_shape(rows, cols, "quantize");
+  packed_tensor<Format> p(rows, cols);
+  p.set_tensor_scale(quantize_into<Format>(in, rows, cols, p.mutable_view(), opt));
+  return p;
+}
+
+/// Quantizes n values (one row).
+template <class Format>
+packed_tensor<Format> quantize(const float* in, std::size_t n, const cast_options& opt = {}) {
+  return quantize<Format>(in, 1, n, opt);
+}
+
+/// Decodes every value of `in` into out[0..in.size()).
+template <class Format>
+void dequantize(packed_view<Format> in, float* out) {
+  reference::dequantize<Format>(in, out);
+}
+template <class Format>
+void dequantize(const packed_tensor<Format>& in, float* out) {
+  dequantize(in.view(), out);
+}
+/// Checked form: `out_size` is the capacity of out.
+template <class Format>
+void dequantize(packed_view<Format> in, float* out, std::size_t out_size) {
+  if (out_size < in.size())
+    detail::fail<shape_error>("dequantize: output holds " + std::to_string(out_size) +
+                              " values, the packed tensor " + std::to_string(in.size()));
+  dequantize(in, out);
+}
+template <class Format>
+void dequantize(const packed_tensor<Format>& in, float* out, std::size_t out_size) {
+  dequantize(in.view(), out, out_size);
+}
+
+/// Rounds rows x cols values onto the format's grid (quantize + dequantize, without storing
+/// packed codes); in == out is allowed.
+template <class Format>
+void fake_quantize(const float* in, float* out, std::size_t rows, std::size_t cols,
+                   const cast_options& opt = {}) {
+  detail::check_shape(rows, cols, "fake_quantize");
+  detail::check_options(opt);
+  reference::fake_quantize<Format>(in, out, rows, cols, opt);
+}
+
+/// Rounds n values (one row) onto the format's grid.
+template <class Format>
+void fake_quantize(const float* in, float* out, std::size_t n, const cast_options& opt = {}) {
+  fake_quantize<Format>(in, out, 1, n, opt);
+}
+
+}  // namespace blockcast

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+// The presets by name, for tools that take a format on the command line.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "blockcast/block/block_format.hpp"
+#include "blockcast/error.hpp"
+
+namespace blockcast {
+
+/// A type tag that carries a block format through a runtime dispatch.
+template <class Format>
+struct format_tag {
+  using type = Format;
+};
+
+/// What a tool shows about a preset.
+struct format_info {
+  std::string_view name;     // "mxfp4"
+  std::string_view element;  // "fp4_e2m1"
+  std::string_view scale;    // "e8m0"
+  int element_bits;
+  std::size_t block_size;
+  double bits_per_value;  // element + scale bits per value (tensor scale not counted)
+  float max_value;        // largest finite element magnitude (before scaling)
+  float min_value;        // smallest positive element magnitude
+  bool tensor_scale;      // has an FP32 tensor scale (two-level)
+};
+
+namespace detail {
+template <class Format>
+constexpr format_info make_info(std::string_view name, std::string_view element,
+                                std::string_view scale) {
+  using e = typename Format::element_type;
+  return {name, element, scale, Format::element_bits, Format::block_size,
+          Format::bits_per_value, e::max_normal(), e::min_subnormal(), Format::has_tensor_scale};
+}
+}  // namespace detail
+
+/// The presets, in the order tools list them.
+inline const std::array<format_info, 7>& preset_formats() {
+  static const std::array<format_info, 7> table{{
+      detail::make_info<mxfp8_e4m3>("mxfp8_e4m3", "fp8_e4m3", "e8m0"),
+      detail::make_info<mxfp8_e5m2>("mxfp8_e5m2", "fp8_e5m2", "e8m0"),
+      detail::make_info<mxfp6_e3m2>("mxfp6_e3m2", "fp6_e3m2", "e8m0"),
+      detail::make_info<mxfp6_e2m3>("mxfp6_e2m3", "fp6_e2m3", "e8m0"),
+      detail::make_info<mxfp4>("mxfp4", "fp4_e2m1", "e8m0"),
+      detail::make_info<mxint8>("mxint8", "int8", "e8m0"),
+      detail::make_info<nvfp4>("nvfp4", "fp4_e2m1", "ue4m3 + fp32"),
+  }};
+  return table;
+}
+
+/// Calls f(format_tag<F>{}) for the preset named `name` and returns its result; throws
+/// unknown_format (listing the known names) for any other name.
+template <class Visitor>
+decltype(auto) visit_format(std::string_view name, Visitor&& f) {
+  if (name == "mxfp8_e4m3") return f(format_tag<mxfp8_e4m3>{});
+  if (name == "mxfp8_e5m2") return f(format_tag<mxfp8_e5m2>{});
+  if (name == "mxfp6_e3m2") return f(format_tag<mxfp6_e3m2>{});
+  if (name == "mxfp6_e2m3") return f(format_tag<mxfp6_e2m3>{});
+  if (name == "mxfp4") return f(format_tag<mxfp4>{});
+  if (name == "mxint8") return f(format_tag<mxint8>{});
+  if (name == "nvfp4") return f(format_tag<nvfp4>{});
+  std::string known;
+  for (const auto& info : preset_formats()) known += (known.empty() ? "" : ", ") + std::string(info.name);
+  detail::fail<unknown_format>("unknown format '" + std::string(name) + "' (known: " + known + ")");
+}
+
+/// The table entry of a preset; throws unknown_format for an unknown name.
+inline const format_info& find_format(std::string_view name) {
+  for (const auto& info : preset_formats())
+    if (info.name == name) return info;
+  return visit_format(name, [](auto) -> const format_info& { return preset_formats()[0]; });
+}
+
+}  // namespace blockcast

@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#define BLOCKCAST_VERSION_MAJOR 0
+#define BLOCKCAST_VERSION_MINOR 1
+#define BLOCKCAST_VERSION_PATCH 0
+#define BLOCKCAST_VERSION_STRING "0.1.0"
