@@ -10,10 +10,16 @@
 
 #include "blockcast/block/packed.hpp"
 #include "blockcast/error.hpp"
+#include "blockcast/kernels/cast.hpp"
 #include "blockcast/kernels/reference.hpp"
 #include "blockcast/policy.hpp"
 
 namespace blockcast {
+
+/// The kernels the entry points use: the best instruction set this translation unit is
+/// compiled for (e.g. AVX-512 with -march=native, SSE2 on baseline x86-64).
+template <class Format>
+using default_casts = simd::tensor_casts<Format, xsimd::default_arch>;
 
 namespace detail {
 inline void check_shape(std::size_t rows, std::size_t cols, const char* what) {
@@ -37,7 +43,7 @@ float quantize_into(const float* in, std::size_t rows, std::size_t cols,
     detail::fail<shape_error>("quantize_into: input of shape " + detail::shape_string(rows, cols) +
                               " does not fit an output view of shape " +
                               detail::shape_string(out.rows(), out.cols()));
-  return reference::quantize<Format>(in, rows, cols, out, opt);
+  return default_casts<Format>::quantize(in, rows, cols, out, opt);
 }
 
 /// Quantizes a rows x cols row-major matrix; blocks run along each row and restart at each row.
@@ -58,12 +64,13 @@ packed_tensor<Format> quantize(const float* in, std::size_t n, const cast_option
 
 /// Decodes every value of `in` into out[0..in.size()).
 template <class Format>
-void dequantize(packed_view<Format> in, float* out) {
-  reference::dequantize<Format>(in, out);
+void dequantize(packed_view<Format> in, float* out, const cast_options& opt = {}) {
+  detail::check_options(opt);
+  default_casts<Format>::dequantize(in, out, opt.threads);
 }
 template <class Format>
-void dequantize(const packed_tensor<Format>& in, float* out) {
-  dequantize(in.view(), out);
+void dequantize(const packed_tensor<Format>& in, float* out, const cast_options& opt = {}) {
+  dequantize(in.view(), out, opt);
 }
 /// Checked form: `out_size` is the capacity of out.
 template <class Format>
@@ -85,7 +92,7 @@ void fake_quantize(const float* in, float* out, std::size_t rows, std::size_t co
                    const cast_options& opt = {}) {
   detail::check_shape(rows, cols, "fake_quantize");
   detail::check_options(opt);
-  reference::fake_quantize<Format>(in, out, rows, cols, opt);
+  default_casts<Format>::fake_quantize(in, out, rows, cols, opt);
 }
 
 /// Rounds n values (one row) onto the format's grid.

@@ -20,9 +20,17 @@ struct e8m0 {
   static constexpr bool is_nan(std::uint8_t code) { return code == nan_code; }
   static constexpr int exponent(std::uint8_t code) { return code - bias; }
   /// 2^(code - 127); built exactly, never as `code << 23` (wrong for code 0).
-  static constexpr float decode(std::uint8_t code) {
+  static constexpr float decode_exact(std::uint8_t code) {
     return code == nan_code ? std::numeric_limits<float>::quiet_NaN()
                             : detail::exp2i(code - bias);
+  }
+  /// FP32 bits of 2^(code - 127) (code != 0xff): 0x00 is the subnormal 2^-127.
+  static constexpr std::uint32_t value_bits(std::uint8_t code) {
+    return code == 0 ? 0x00400000u : static_cast<std::uint32_t>(code) << 23;
+  }
+  static float decode(std::uint8_t code) {
+    return code == nan_code ? std::numeric_limits<float>::quiet_NaN()
+                            : detail::bits_float(value_bits(code));
   }
   /// Code of 2^e for e clamped to [-127, 127].
   static constexpr std::uint8_t from_exponent(int e) {

@@ -3,6 +3,7 @@
 // constant derived at compile time.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <limits>
 
@@ -78,8 +79,8 @@ struct float_format {
     return has_inf && (code & magnitude_mask) == inf_code;
   }
 
-  /// Value of a code (bits above `bits` are ignored).
-  static constexpr float decode(std::uint8_t code) {
+  /// Value of a code (bits above `bits` are ignored), from the format's definition.
+  static constexpr float decode_exact(std::uint8_t code) {
     code = static_cast<std::uint8_t>(code & ((1u << bits) - 1u));
     const bool negative = (code & sign_mask) != 0;
     float value = 0.0f;
@@ -98,6 +99,9 @@ struct float_format {
     }
     return negative ? -value : value;
   }
+
+  /// Value of a code (bits above `bits` are ignored): decode_exact, tabulated.
+  static constexpr float decode(std::uint8_t code);
 
   /// Code of a magnitude code with a sign.
   static constexpr std::uint8_t make_code(bool negative, std::uint32_t magnitude,
@@ -124,6 +128,24 @@ struct float_format {
   /// Smallest positive value (a subnormal when ManBits > 0).
   static constexpr float min_subnormal() { return decode(1); }
 };
+
+namespace detail {
+/// Every value of a format, indexed by code; built at compile time.
+template <class Format>
+struct value_table {
+  static constexpr std::array<float, (1u << Format::bits)> make() {
+    std::array<float, (1u << Format::bits)> t{};
+    for (unsigned c = 0; c < t.size(); ++c) t[c] = Format::decode_exact(static_cast<std::uint8_t>(c));
+    return t;
+  }
+  static constexpr std::array<float, (1u << Format::bits)> values = make();
+};
+}  // namespace detail
+
+template <int ExpBits, int ManBits, specials Specials>
+constexpr float float_format<ExpBits, ManBits, Specials>::decode(std::uint8_t code) {
+  return detail::value_table<float_format>::values[code & ((1u << bits) - 1u)];
+}
 
 // The OCP element formats. Value comments: largest finite magnitude.
 using fp8_e4m3 = float_format<4, 3, specials::finite_nan>;  // 0.1111.110 = 1.75 * 2^8  = 448
