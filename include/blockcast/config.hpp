@@ -37,3 +37,11 @@
                   std::abort()))
 #endif
 #endif
+
+// Small kernel helpers that must inline into their loops (a call would spill every vector
+// register: all are caller-saved).
+#if defined(__GNUC__) || defined(__clang__)
+#define BLOCKCAST_INLINE inline __attribute__((always_inline))
+#else
+#define BLOCKCAST_INLINE inline
+#endif

@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "blockcast/kernels/simd_arch.hpp"  // first: it includes xsimd and the intrinsics
 
@@ -48,47 +50,55 @@ struct kernels {
 
   // ---- element rounding -------------------------------------------------------------------
 
-  /// Magnitude codes of q >= 0 (exact quotients, q < 2^(emax+1)) on the element grid,
-  /// before saturation. `random` is used by rounding::stochastic only.
-  static i32 round_steps(const f32& q, rounding mode, const u32& random) {
-    const i32 qb = xsimd::bitwise_cast<i32>(q);
-    const i32 binade = xsimd::max(qb >> 23, i32(emin + 127));  // biased exponent of the step's binade
-    const i32 c_bits = (binade << 23) + i32(((23 - mbits) << 23) | 0x400000);
+  /// Magnitude codes of q >= 0 (exact quotients, q < 2^(emax+1)) on a grid, before
+  /// saturation. `random` is used by rounding::stochastic only.
+  template <rounding Mode, int Emin = emin, int Mbits = mbits>
+  BLOCKCAST_INLINE static i32 round_steps(const f32& q, const u32& random) {
+    // binade exponent field (<< 23) of the step, C = 1.5 * step * 2^23 and its bits
+    const i32 step_binade = xsimd::max(xsimd::bitwise_cast<i32>(q) & i32(0x7f800000), i32((Emin + 127) << 23));
+    constexpr std::int32_t c_offset = ((23 - Mbits) << 23) | 0x400000;
+    const i32 c_bits = step_binade + i32(c_offset);
     const f32 c = xsimd::bitwise_cast<f32>(c_bits);
     const f32 sum = q + c;
     i32 k = xsimd::bitwise_cast<i32>(sum) - c_bits;  // steps, ties to even
-    if (mode != rounding::nearest_even) {
+    if constexpr (Mode != rounding::nearest_even) {
+      const i32 binade = step_binade >> 23;
       const f32 rounded = sum - c;  // exact
-      if (mode == rounding::nearest_away) {
-        const f32 half = xsimd::bitwise_cast<f32>((binade - (mbits + 1)) << 23);
-        k = k + xsimd::select(xsimd::bool_cast(q - rounded == half), i32(1), i32(0));
+      if constexpr (Mode == rounding::nearest_away) {
+        const f32 half = xsimd::bitwise_cast<f32>((binade - (Mbits + 1)) << 23);
+        k = k + xsimd::select(xsimd::bool_cast(q - rounded == half), i32(1), i32(0));  // a tie that went down
       } else {
-        const auto went_up = xsimd::bool_cast(rounded > q);
-        k = k - xsimd::select(went_up, i32(1), i32(0));  // toward zero
-        if (mode == rounding::stochastic) {
-          const f32 step = xsimd::bitwise_cast<f32>((binade - mbits) << 23);
-          const f32 truncated = xsimd::select(rounded > q, rounded - step, rounded);
+        const auto went_up = rounded > q;
+        k = k - xsimd::select(xsimd::bool_cast(went_up), i32(1), i32(0));  // toward zero
+        if constexpr (Mode == rounding::stochastic) {
+          const f32 step = xsimd::bitwise_cast<f32>((binade - Mbits) << 23);
+          const f32 truncated = xsimd::select(went_up, rounded - step, rounded);
           // F = floor(remainder / step * 2^32), exact: up iff random < F (as unsigned)
-          const f32 y = (q - truncated) * xsimd::bitwise_cast<f32>((i32(286 + mbits) - binade) << 23);
+          const f32 y = (q - truncated) * xsimd::bitwise_cast<f32>((i32(286 + Mbits) - binade) << 23);
           const auto big = y >= f32(2147483648.0f);
           const i32 low = xsimd::to_int(xsimd::select(big, y - f32(2147483648.0f), y));
-          const i32 f = low | xsimd::select(xsimd::bool_cast(big), i32(std::numeric_limits<std::int32_t>::min()), i32(0));
           const i32 flip(std::numeric_limits<std::int32_t>::min());
+          const i32 f = low | xsimd::select(xsimd::bool_cast(big), flip, i32(0));
           const auto up = (xsimd::bitwise_cast<i32>(random) ^ flip) < (f ^ flip);
           k = k + xsimd::select(up, i32(1), i32(0));
         }
       }
     }
-    return (binade << mbits) + k - i32((emin + 127) << mbits);
+    // ((binade - emin) << mbits) + k, with binade << mbits = c_bits >> (23 - mbits) minus
+    // the offset's share
+    constexpr std::int32_t offset = (c_offset >> (23 - Mbits)) + ((Emin + 127) << Mbits);
+    return k + (c_bits >> (23 - Mbits)) - i32(offset);
   }
 
-  /// Element codes from the saturated magnitudes and the sign (float: sign bit; int: two's
-  /// complement).
-  static i32 make_codes(i32 magnitude, const i32& negative_mask, bool full_range) {
+  /// Element codes from the magnitudes and the sign (float: sign bit; int: two's complement),
+  /// saturating.
+  BLOCKCAST_INLINE static i32 make_codes(i32 magnitude, const i32& sign_source, bool full_range) {
+    // sign_source: negative lanes have bit 31 set
     if constexpr (element::is_float) {
       magnitude = xsimd::min(magnitude, i32(element::max_magnitude));
-      return magnitude | (negative_mask & i32(element::sign_mask));
+      return arch::or_sign<Arch>(magnitude, sign_source, element::sign_mask);
     } else {
+      const i32 negative_mask = sign_source >> 31;
       const i32 limit = full_range ? i32(element::max_magnitude) - negative_mask  // -1: one more
                                    : i32(element::max_magnitude);
       magnitude = xsimd::min(magnitude, limit);
@@ -97,7 +107,7 @@ struct kernels {
   }
 
   /// The 32 random bits of elements first..first+lanes-1 (same hash as the reference).
-  static u32 random_bits(std::uint32_t key, std::uint32_t first) {
+  BLOCKCAST_INLINE static u32 random_bits(std::uint32_t key, std::uint32_t first) {
     alignas(64) std::uint32_t iota[lanes];
     for (std::size_t i = 0; i < lanes; ++i) iota[i] = static_cast<std::uint32_t>(i);
     auto mix = [](u32 x) {
@@ -113,8 +123,8 @@ struct kernels {
 
   // ---- decoding ---------------------------------------------------------------------------
 
-  /// Values of element codes (one code per lane), exactly element::decode.
-  static f32 decode(const i32& code) {
+  /// Values of element codes (one code per lane), exactly element::decode, by arithmetic.
+  BLOCKCAST_INLINE static f32 decode(const i32& code) {
     if constexpr (element::is_float) {
       constexpr int m = element::mantissa_bits;
       const i32 magnitude = code & i32(element::magnitude_mask);
@@ -141,148 +151,275 @@ struct kernels {
     }
   }
 
-  // ---- MX blocks (E8M0 scale) -------------------------------------------------------------
+  /// Decoding of codes times a positive block factor: by a register table lookup where the
+  /// element has few enough codes (the factor folded into the table), else arithmetic.
+  /// Either way each value is fp32(fp32(decode(code) * first) * second), as the reference.
+  class scaled_decoder {
+   public:
+    static constexpr std::size_t table_size = arch::lookup_size<Arch>();
+    // whole codes (sign included) fit the table, or else the magnitudes of a float element do
+    static constexpr bool whole_codes = (std::size_t{1} << bits) <= table_size;
+    static constexpr bool magnitudes = !whole_codes && element::is_float &&
+                                       (std::size_t{1} << (bits - 1)) <= table_size;
+    static constexpr bool use_table = whole_codes || magnitudes;
+    static constexpr std::size_t table_vectors = table_size / lanes > 0 ? table_size / lanes : 1;
 
-  /// Magnitude-bits max of a block (FP32 bits & 0x7fffffff; >= 0x7f800000 is NaN/Inf).
-  static std::uint32_t block_amax_bits(const float* in) {
-    i32 m(0);
-    for (std::size_t v = 0; v < vectors_per_block; ++v)
-      m = xsimd::max(m, xsimd::bitwise_cast<i32>(f32::load_unaligned(in + v * lanes)) & i32(0x7fffffff));
-    return static_cast<std::uint32_t>(arch::hmax<Arch>(m));
+    /// The unscaled table, built once per call.
+    scaled_decoder() {
+      if constexpr (use_table) {
+        alignas(64) float t[table_vectors * lanes];
+        for (std::size_t c = 0; c < table_vectors * lanes; ++c)
+          t[c] = c < (std::size_t{1} << bits) ? element::decode(static_cast<std::uint8_t>(c)) : 0.0f;
+        for (std::size_t i = 0; i < table_vectors; ++i) table_[i] = f32::load_aligned(t + i * lanes);
+      }
+    }
+
+    /// This decoder with its values multiplied by `first` (and then by `second` when
+    /// `two_factors`: MX passes (2^se), two-level formats (s_b, S_dec)).
+    BLOCKCAST_INLINE scaled_decoder scaled(float first, float second, bool two_factors) const {
+      scaled_decoder d = *this;
+      d.first_ = f32(first);
+      d.second_ = f32(second);
+      d.two_factors_ = two_factors;
+      if constexpr (use_table) {
+        for (std::size_t i = 0; i < table_vectors; ++i) {
+          d.table_[i] = table_[i] * d.first_;
+          if (two_factors) d.table_[i] = d.table_[i] * d.second_;
+        }
+      }
+      return d;
+    }
+
+    BLOCKCAST_INLINE f32 operator()(const i32& code) const {
+      if constexpr (whole_codes) {
+        return arch::lookup<Arch>(code, table_);
+      } else if constexpr (magnitudes) {
+        // magnitudes from the table, then the sign (the products are sign-symmetric)
+        const f32 m = arch::lookup<Arch>(code & i32(element::magnitude_mask), table_);
+        return xsimd::bitwise_cast<f32>(xsimd::bitwise_cast<i32>(m) | ((code >> (bits - 1)) << 31));
+      } else {
+        const f32 v = decode(code) * first_;
+        return two_factors_ ? v * second_ : v;
+      }
+    }
+
+   private:
+    f32 table_[table_vectors];
+    f32 first_ = f32(1.0f);
+    f32 second_ = f32(1.0f);
+    bool two_factors_ = false;
+  };
+
+  // ---- groups of blocks: the per-block scale parameters, one vector for `lanes` blocks ----
+
+  struct group_params {
+    alignas(64) float factor[lanes];       // 2^-se (MX) or the inverse block scale (two-level)
+    alignas(64) float block_scale[lanes];  // decoded block scale
+    std::uint8_t scale_code[lanes];
+    std::uint32_t reference_blocks = 0;    // bit b: block b goes through the reference
+  };
+
+  /// Magnitude-bits max of each block of the group (lane b: block b; 0 beyond `count`).
+  BLOCKCAST_INLINE static i32 group_amax(const float* in, std::size_t count) {
+    i32 m[lanes];  // stays in registers: every element is computed unconditionally
+    for (std::size_t b = 0; b < lanes; ++b) {
+      const float* block = in + (b < count ? b : 0) * B;  // in bounds; masked to 0 below
+      i32 v = xsimd::bitwise_cast<i32>(f32::load_unaligned(block)) & i32(0x7fffffff);
+      for (std::size_t k = 1; k < vectors_per_block; ++k)
+        v = xsimd::max(v, xsimd::bitwise_cast<i32>(f32::load_unaligned(block + k * lanes)) & i32(0x7fffffff));
+      m[b] = v & i32(b < count ? -1 : 0);
+    }
+    return arch::block_maxes<Arch>(m);
   }
 
-  /// Codes of one vector of values, given the per-block factor (MX: 2^-se, two-level: the
-  /// inverse block scale) and whether the factor is a two-level one (TE's clamp and sign).
-  static i32 vector_codes(const float* in, const f32& factor, const reference::block_context& ctx,
-                          std::uint32_t key, std::uint32_t first) {
+  /// Vector form of detail::shared_exponent for finite amax bits.
+  BLOCKCAST_INLINE static i32 shared_exponents(const i32& a, scale_rule rule) {
+    const i32 exponent = a >> 23;
+    const auto subnormal = exponent == i32(0);
+    // an FP32 subnormal amax: its exponent and fraction from the exact int -> float conversion
+    const i32 as_float = xsimd::bitwise_cast<i32>(xsimd::to_float(a));
+    i32 e = xsimd::select(subnormal, (as_float >> 23) - i32(127 + 149), exponent - i32(127));
+    const i32 fraction = xsimd::select(subnormal, as_float, a) & i32(0x7fffff);
+    auto bump = [&](const auto& condition) { e = e + xsimd::select(condition, i32(1), i32(0)); };
+    switch (rule) {
+      case scale_rule::ocp_floor: break;
+      case scale_rule::ceil: bump(fraction != i32(0)); break;
+      case scale_rule::even: bump(fraction >= i32((1 << 23) - (1 << (22 - mbits)))); break;
+      case scale_rule::rceil: bump(fraction > i32(detail::max_fraction_bits<element>())); break;
+    }
+    e = xsimd::min(xsimd::max(e - i32(element::emax), i32(e8m0::min_exponent)), i32(e8m0::max_exponent));
+    return xsimd::select(a == i32(0), i32(e8m0::min_exponent), e);
+  }
+
+  BLOCKCAST_INLINE static group_params make_group_params(const float* in, std::size_t count,
+                                        const reference::block_context& ctx, std::uint64_t first) {
+    group_params p;
+    const i32 a = group_amax(in, count);
+    const auto special = a >= i32(0x7f800000);
+    i32 codes;
+    if constexpr (Format::has_tensor_scale) {
+      // s_b = e4m3_rne(min(amax * (S_enc * fp32(1 / elem_max)), 448)); factor = min(1 / (s_b * S_dec), FLT_MAX)
+      constexpr float inv_elem_max = 1.0f / element::max_normal();
+      using e4m3 = typename scale::value_format;
+      const f32 amax = xsimd::bitwise_cast<f32>(xsimd::select(special, i32(0), a));
+      const f32 scaled = xsimd::min(amax * f32(ctx.tensor_encode * inv_elem_max), f32(scale::max_value()));
+      const i32 code = xsimd::min(round_steps<rounding::nearest_even, e4m3::emin, e4m3::mantissa_bits>(scaled, u32(0u)),
+                                  i32(e4m3::max_magnitude));
+      const f32 s = kernels<block_format<e4m3, e8m0, lanes>, Arch>::decode(code);
+      const f32 factor = xsimd::min(f32(1.0f) / (s * f32(ctx.tensor_decode)), f32(std::numeric_limits<float>::max()));
+      factor.store_aligned(p.factor);
+      s.store_aligned(p.block_scale);
+      codes = xsimd::select(special, i32(scale::nan_code), code);
+    } else {
+      const i32 se = shared_exponents(xsimd::select(special, i32(0), a), ctx.scale_rule);
+      // 2^-se, normal for se <= 126; se = 127 goes through the reference
+      xsimd::bitwise_cast<f32>((i32(127) - se) << 23).store_aligned(p.factor);
+      codes = xsimd::select(special, i32(e8m0::nan_code), se + i32(127));
+      p.reference_blocks = arch::movemask<Arch>(se > i32(126));
+    }
+    arch::narrow_bytes<Arch>(codes, p.scale_code);
+    p.reference_blocks |= arch::movemask<Arch>(special);
+    p.reference_blocks &= count >= 32 ? ~0u : (1u << count) - 1u;
+    if (ctx.round == rounding::stochastic) {
+      for (std::size_t b = 0; b < count; ++b) {
+        const std::uint64_t f = first + b * B;  // the generator's key changes inside the block
+        if ((f >> 32) != ((f + B - 1) >> 32)) p.reference_blocks |= 1u << b;
+      }
+    }
+    return p;
+  }
+
+  /// Codes of one vector of values given the block's factor.
+  template <rounding Mode>
+  BLOCKCAST_INLINE static i32 vector_codes(const float* in, const f32& factor, bool full_range, std::uint32_t key,
+                          std::uint32_t first) {
     const f32 x = f32::load_unaligned(in);
-    i32 negative;
+    i32 sign_source;
     f32 q;
     if constexpr (Format::has_tensor_scale) {
+      // TE: clamp(x * inv, -max, max); the sign is x * inv < 0, so -0 encodes as +0
       const f32 limit(element::max_normal());
-      const f32 v = xsimd::min(xsimd::max(x * factor, -limit), limit);  // std::clamp order
-      negative = xsimd::select(xsimd::bool_cast(v < f32(0.0f)), i32(-1), i32(0));
+      const f32 v = xsimd::min(xsimd::max(x * factor, -limit), limit);
+      sign_source = xsimd::select(xsimd::bool_cast(v < f32(0.0f)), i32(-1), i32(0));
       q = xsimd::abs(v);
     } else {
-      negative = xsimd::bitwise_cast<i32>(x) >> 31;
+      sign_source = xsimd::bitwise_cast<i32>(x);
       q = xsimd::bitwise_cast<f32>(xsimd::bitwise_cast<i32>(x) & i32(0x7fffffff)) * factor;
     }
-    const u32 random = ctx.round == rounding::stochastic ? random_bits(key, first) : u32(0u);
-    return make_codes(round_steps(q, ctx.round, random), negative, ctx.int8_full_range);
+    u32 random(0u);
+    if constexpr (Mode == rounding::stochastic) random = random_bits(key, first);
+    return make_codes(round_steps<Mode>(q, random), sign_source, full_range);
   }
 
-  /// Per-block decision: the factor for the vector path, or false where the reference must
-  /// quantize the block.
-  static bool block_factor(std::uint32_t amax_bits, const reference::block_context& ctx,
-                           std::uint64_t first_index, std::uint8_t& scale_code, float& factor) {
-    if (amax_bits >= detail::fp32_inf_bits) return false;  // NaN/Inf block
-    if (ctx.round == rounding::stochastic &&
-        ((first_index >> 32) != ((first_index + B - 1) >> 32)))
-      return false;  // the generator's key changes inside the block
-    if constexpr (Format::has_tensor_scale) {
-      constexpr float inv_elem_max = 1.0f / element::max_normal();
-      const float amax = detail::bits_float(amax_bits);
-      const float scaled = std::min(amax * (ctx.tensor_encode * inv_elem_max), scale::max_value());
-      scale_code = scale::encode(scaled);
-      factor = std::min(1.0f / (scale::decode(scale_code) * ctx.tensor_decode),
-                        std::numeric_limits<float>::max());
-      return true;
-    } else {
-      const int se = detail::shared_exponent<element>(amax_bits, ctx.scale_rule);
-      if (se > 126) return false;  // 2^-se would be an FP32 subnormal
-      scale_code = e8m0::from_exponent(se);
-      factor = detail::bits_float(static_cast<std::uint32_t>(127 - se) << 23);
-      return true;
+  /// Runs f(mode_constant) with the rounding mode as a compile-time constant.
+  template <class F>
+  static void with_mode(rounding mode, F&& f) {
+    switch (mode) {
+      case rounding::nearest_even: f(std::integral_constant<rounding, rounding::nearest_even>{}); break;
+      case rounding::nearest_away: f(std::integral_constant<rounding, rounding::nearest_away>{}); break;
+      case rounding::toward_zero: f(std::integral_constant<rounding, rounding::toward_zero>{}); break;
+      case rounding::stochastic: f(std::integral_constant<rounding, rounding::stochastic>{}); break;
     }
   }
 
   /// Quantizes `nblocks` whole blocks starting at tensor index first_index: codes packed into
   /// `codes` (block_bytes each), one scale byte per block.
   static void quantize_blocks(const float* in, std::size_t nblocks, std::uint8_t* codes,
-                              std::uint8_t* scales, reference::block_context ctx,
+                              std::uint8_t* scales, const reference::block_context& ctx,
                               std::uint64_t first_index) {
-    alignas(64) std::uint8_t block_codes[B];
-    for (std::size_t b = 0; b < nblocks; ++b) {
-      const float* x = in + b * B;
-      std::uint8_t* out = codes + b * block_bytes;
-      const std::uint64_t first = first_index + b * B;
-      __builtin_prefetch(x + 1024);  // ~4 KiB ahead: keeps DRAM streaming
-      std::uint8_t scale_code = 0;
-      float factor = 0;
-      if (!block_factor(block_amax_bits(x), ctx, first, scale_code, factor)) {
-        ctx.first_index = first;
-        scales[b] = reference::quantize_block<Format>(x, B, block_codes, ctx);
-      } else {
-        scales[b] = scale_code;
-        const f32 f(factor);
-        const std::uint32_t key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
-        for (std::size_t v = 0; v < vectors_per_block; ++v) {
-          const i32 c = vector_codes(x + v * lanes, f, ctx, key,
-                                     static_cast<std::uint32_t>(first + v * lanes));
-          arch::narrow_bytes<Arch>(c, bits == 8 ? out + v * lanes : block_codes + v * lanes);
+    with_mode(ctx.round, [&](auto mode) {
+      constexpr rounding Mode = decltype(mode)::value;
+      for (std::size_t g = 0; g < nblocks; g += lanes) {
+        const std::size_t count = std::min(lanes, nblocks - g);
+        const float* x = in + g * B;
+        const group_params p = make_group_params(x, count, ctx, first_index + g * B);
+        // every block by the vector path (no calls in this loop: they would spill every
+        // register); blocks the reference must do are redone after it
+        for (std::size_t b = 0; b < count; ++b) {
+          const float* xb = x + b * B;
+          const std::uint64_t first = first_index + (g + b) * B;
+          const f32 factor(p.factor[b]);
+          std::uint32_t key = 0;
+          if constexpr (Mode == rounding::stochastic)
+            key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
+          i32 c[vectors_per_block];
+          for (std::size_t v = 0; v < vectors_per_block; ++v)
+            c[v] = vector_codes<Mode>(xb + v * lanes, factor, ctx.int8_full_range, key,
+                                      static_cast<std::uint32_t>(first + v * lanes));
+          arch::store_codes<bits, Arch>(c, vectors_per_block, codes + (g + b) * block_bytes);
         }
-        if constexpr (bits == 8) continue;
+        for (std::uint32_t r = p.reference_blocks; r != 0; r &= r - 1) {
+          const std::size_t b = static_cast<std::size_t>(__builtin_ctz(r));
+          reference_block(x + b * B, codes + (g + b) * block_bytes, ctx, first_index + (g + b) * B);
+        }
+        if (count == lanes) std::memcpy(scales + g, p.scale_code, lanes);
+        else std::copy(p.scale_code, p.scale_code + count, scales + g);
       }
-      if constexpr (bits == 8) {
-        std::copy(block_codes, block_codes + B, out);
-      } else {
-        arch::pack_groups<bits>(block_codes, B / 8, out);
-      }
-    }
+    });
+  }
+
+  /// One block by the reference, packed into `out` (its scale equals the group's).
+  static void reference_block(const float* in, std::uint8_t* out, reference::block_context ctx,
+                              std::uint64_t first) {
+    std::uint8_t block_codes[B];
+    ctx.first_index = first;
+    reference::quantize_block<Format>(in, B, block_codes, ctx);
+    detail::pack_codes(block_codes, B, bits, out);
   }
 
   /// Decodes `nblocks` whole blocks.
   static void dequantize_blocks(const std::uint8_t* codes, const std::uint8_t* scales,
                                 std::size_t nblocks, float tensor_decode, float* out) {
-    alignas(64) std::uint8_t block_codes[B];
+    const scaled_decoder decoder;
     for (std::size_t b = 0; b < nblocks; ++b) {
-      const std::uint8_t* in = codes + b * block_bytes;
       float* y = out + b * B;
       if (scale::is_nan(scales[b])) {
         std::fill(y, y + B, std::numeric_limits<float>::quiet_NaN());
         continue;
       }
-      const std::uint8_t* c = in;
-      if constexpr (bits != 8) {
-        arch::unpack_groups<bits>(in, B / 8, block_codes);
-        c = block_codes;
-      }
-      const f32 block_scale(scale::decode(scales[b]));
-      for (std::size_t v = 0; v < vectors_per_block; ++v) {
-        f32 value = decode(arch::widen_bytes<Arch>(c + v * lanes)) * block_scale;
-        if constexpr (Format::has_tensor_scale) value = value * f32(tensor_decode);
-        value.store_unaligned(y + v * lanes);
-      }
+      const scaled_decoder decode_scaled = decoder.scaled(scale::decode(scales[b]), tensor_decode, Format::has_tensor_scale);
+      i32 c[vectors_per_block];
+      arch::load_codes<bits, Arch>(codes + b * block_bytes, vectors_per_block, c);
+      for (std::size_t v = 0; v < vectors_per_block; ++v) decode_scaled(c[v]).store_unaligned(y + v * lanes);
     }
   }
 
   /// Quantize + dequantize of whole blocks, without packing.
   static void fake_quantize_blocks(const float* in, std::size_t nblocks, float* out,
-                                   reference::block_context ctx, std::uint64_t first_index) {
-    alignas(64) std::uint8_t block_codes[B];
-    for (std::size_t b = 0; b < nblocks; ++b) {
-      const float* x = in + b * B;
-      float* y = out + b * B;
-      const std::uint64_t first = first_index + b * B;
-      __builtin_prefetch(x + 1024);
-      std::uint8_t scale_code = 0;
-      float factor = 0;
-      if (!block_factor(block_amax_bits(x), ctx, first, scale_code, factor)) {
-        ctx.first_index = first;
-        const std::uint8_t s = reference::quantize_block<Format>(x, B, block_codes, ctx);
-        reference::dequantize_block<Format>(block_codes, B, s, ctx.tensor_decode, y);
-        continue;
+                                   const reference::block_context& ctx, std::uint64_t first_index) {
+    with_mode(ctx.round, [&](auto mode) {
+      constexpr rounding Mode = decltype(mode)::value;
+      const scaled_decoder decoder;
+      for (std::size_t g = 0; g < nblocks; g += lanes) {
+        const std::size_t count = std::min(lanes, nblocks - g);
+        const float* x = in + g * B;
+        const group_params p = make_group_params(x, count, ctx, first_index + g * B);
+        for (std::size_t b = 0; b < count; ++b) {
+          const float* xb = x + b * B;
+          float* y = out + (g + b) * B;
+          const std::uint64_t first = first_index + (g + b) * B;
+          const f32 factor(p.factor[b]);
+          const float block_scale = Format::has_tensor_scale ? p.block_scale[b] : scale::decode(p.scale_code[b]);
+          const scaled_decoder decode_scaled = decoder.scaled(block_scale, ctx.tensor_decode, Format::has_tensor_scale);
+          std::uint32_t key = 0;
+          if constexpr (Mode == rounding::stochastic)
+            key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
+          for (std::size_t v = 0; v < vectors_per_block; ++v) {
+            const i32 c = vector_codes<Mode>(xb + v * lanes, factor, ctx.int8_full_range, key,
+                                             static_cast<std::uint32_t>(first + v * lanes));
+            decode_scaled(c).store_unaligned(y + v * lanes);
+          }
+        }
+        for (std::uint32_t r = p.reference_blocks; r != 0; r &= r - 1) {
+          const std::size_t b = static_cast<std::size_t>(__builtin_ctz(r));
+          std::uint8_t block_codes[B];
+          reference::block_context c = ctx;
+          c.first_index = first_index + (g + b) * B;
+          const std::uint8_t s = reference::quantize_block<Format>(x + b * B, B, block_codes, c);
+          reference::dequantize_block<Format>(block_codes, B, s, ctx.tensor_decode, out + (g + b) * B);
+        }
       }
-      const f32 f(factor);
-      const f32 block_scale(scale::decode(scale_code));
-      const std::uint32_t key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
-      for (std::size_t v = 0; v < vectors_per_block; ++v) {
-        const i32 c = vector_codes(x + v * lanes, f, ctx, key, static_cast<std::uint32_t>(first + v * lanes));
-        f32 value = decode(c) * block_scale;
-        if constexpr (Format::has_tensor_scale) value = value * f32(ctx.tensor_decode);
-        value.store_unaligned(y + v * lanes);
-      }
-    }
+    });
   }
 
   // ---- whole tensors ----------------------------------------------------------------------

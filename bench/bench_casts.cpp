@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+// Quantize, dequantize and fake-quantize per format, reference vs SIMD, from in-cache to far
+// beyond the last-level cache, with the bandwidth roofs measured in the same run.
+//   quantize/<format>/<impl>/<n>    dequantize/<format>/<impl>/<n>
+//   fake_quantize/<format>/<impl>/<n>
+//   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_copy/<n>
+// impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "roof.hpp"
+
+namespace bc = blockcast;
+
+namespace {
+
+const std::vector<std::int64_t> sizes = {1 << 16, 1 << 20, 1 << 24, 1 << 26};
+
+/// Weight-like input (shared, built once per size).
+const std::vector<float>& input(std::size_t n) {
+  static std::map<std::size_t, std::vector<float>> cache;
+  auto& v = cache[n];
+  if (v.empty()) {
+    v.resize(n);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (auto& x : v) x = normal(rng);
+  }
+  return v;
+}
+
+template <class Format>
+std::size_t packed_bytes(std::size_t n) {
+  return bc::code_bytes<Format>(1, n) + bc::scale_bytes<Format>(1, n);
+}
+
+template <class Format>
+void set_counters(benchmark::State& state, std::size_t n, std::size_t bytes) {
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+}
+
+template <class Format, bool Simd>
+void bm_quantize(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto& x = input(n);
+  bc::packed_tensor<Format> p(1, n);
+  for (auto _ : state) {
+    if constexpr (Simd) bc::quantize_into<Format>(x.data(), 1, n, p.mutable_view());
+    else bc::reference::quantize<Format>(x.data(), 1, n, p.mutable_view());
+    benchmark::DoNotOptimize(p.codes().data());
+    benchmark::ClobberMemory();
+  }
+  set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
+}
+
+template <class Format, bool Simd>
+void bm_dequantize(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto p = bc::quantize<Format>(input(n).data(), n);
+  std::vector<float> y(n);
+  for (auto _ : state) {
+    if constexpr (Simd) bc::dequantize(p, y.data());
+    else bc::reference::dequantize<Format>(p.view(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
+}
+
+template <class Format, bool Simd>
+void bm_fake_quantize(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto& x = input(n);
+  std::vector<float> y(n);
+  for (auto _ : state) {
+    if constexpr (Simd) bc::fake_quantize<Format>(x.data(), y.data(), n);
+    else bc::reference::fake_quantize<Format>(x.data(), y.data(), 1, n);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters<Format>(state, n, n * 8);
+}
+
+/// Times f(variant) for each variant and reports the fastest: "best of" the straightforward
+/// ways to move the bytes.
+template <class F>
+void best_of(benchmark::State& state, int variants, F&& f) {
+  for (auto _ : state) {
+    double best = 1e30;
+    for (int v = 0; v < variants; ++v) {
+      const auto start = std::chrono::steady_clock::now();
+      f(v);
+      benchmark::ClobberMemory();
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    state.SetIterationTime(best);
+  }
+}
+
+template <class Format>
+void bm_roof_quantize(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t B = Format::block_size;
+  const std::size_t per_block = bc::row_code_bytes<Format>(B) + 1;
+  const auto& x = input(n);
+  std::vector<std::uint8_t> out(n / B * per_block);
+  best_of(state, 2, [&](int v) { roof::quantize_traffic(x.data(), n, B, per_block, out.data(), v == 1); });
+  set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
+}
+
+template <class Format>
+void bm_roof_dequantize(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t B = Format::block_size;
+  const std::size_t per_block = bc::row_code_bytes<Format>(B) + 1;
+  std::vector<std::uint8_t> in(n / B * per_block, 1);
+  std::vector<float> y(n);
+  best_of(state, 1, [&](int) { roof::dequantize_traffic(in.data(), n, B, per_block, y.data()); });
+  set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
+}
+
+void bm_roof_copy(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto& x = input(n);
+  std::vector<float> y(n);
+  best_of(state, 3, [&](int v) {
+    if (v == 2) std::memcpy(y.data(), x.data(), n * 4);
+    else roof::copy_traffic(x.data(), n, y.data(), v == 1);
+  });
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * 8));
+}
+
+template <class Format>
+void register_format(const std::string& name, bool with_roofs = true) {
+  auto add = [&](const std::string& kind, const std::string& impl, void (*fn)(benchmark::State&)) {
+    auto* b = benchmark::RegisterBenchmark((kind + "/" + name + "/" + impl).c_str(), fn);
+    for (auto n : sizes) b->Arg(n);
+    b->Unit(benchmark::kMillisecond);
+  };
+  add("quantize", "reference", bm_quantize<Format, false>);
+  add("quantize", "simd", bm_quantize<Format, true>);
+  add("dequantize", "reference", bm_dequantize<Format, false>);
+  add("dequantize", "simd", bm_dequantize<Format, true>);
+  add("fake_quantize", "reference", bm_fake_quantize<Format, false>);
+  add("fake_quantize", "simd", bm_fake_quantize<Format, true>);
+  if (!with_roofs) return;
+  for (auto [kind, fn] : {std::pair<std::string, void (*)(benchmark::State&)>{"roof_quantize", bm_roof_quantize<Format>},
+                          {"roof_dequantize", bm_roof_dequantize<Format>}}) {
+    auto* b = benchmark::RegisterBenchmark((kind + "/" + name).c_str(), fn);
+    for (auto n : sizes) b->Arg(n);
+    b->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+}
+
+/// Console output plus, at the end, every SIMD figure as G values/s and % of its roof.
+class roof_reporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& r : runs) {
+      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
+      const auto it = r.counters.find("items_per_second");
+      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-36s %12s %12s %9s\n", "simd kernel", "G values/s", "roof G/s", "% roof");
+    for (const auto& [name, rate] : rate_) {
+      // name = kind/format/simd/n
+      const auto p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
+      if (p3 == std::string::npos || name.substr(p2 + 1, p3 - p2 - 1) != "simd") continue;
+      const std::string kind = name.substr(0, p1), format = name.substr(p1 + 1, p2 - p1 - 1),
+                        n = name.substr(p3 + 1);
+      const std::string roof = kind == "fake_quantize" ? "roof_copy/" + n
+                                                       : "roof_" + kind + "/" + format + "/" + n + "/manual_time";
+      const auto rr = rate_.find(kind == "fake_quantize" ? roof + "/manual_time" : roof);
+      if (rr == rate_.end()) continue;
+      std::printf("%-36s %12.3f %12.3f %8.0f%%\n", name.c_str(), rate / 1e9, rr->second / 1e9,
+                  100.0 * rate / rr->second);
+    }
+  }
+
+ private:
+  std::map<std::string, double> rate_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_format<bc::mxfp8_e4m3>("mxfp8_e4m3");
+  register_format<bc::mxfp8_e5m2>("mxfp8_e5m2");
+  register_format<bc::mxfp6_e3m2>("mxfp6_e3m2");
+  register_format<bc::mxfp6_e2m3>("mxfp6_e2m3");
+  register_format<bc::mxfp4>("mxfp4");
+  register_format<bc::mxint8>("mxint8");
+  register_format<bc::nvfp4>("nvfp4");
+  auto* copy = benchmark::RegisterBenchmark("roof_copy", bm_roof_copy);
+  for (auto n : sizes) copy->Arg(n);
+  copy->UseManualTime()->Unit(benchmark::kMillisecond);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::printf("xsimd arch: %s\n", xsimd::default_arch::name());
+  roof_reporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
