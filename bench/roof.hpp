@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 namespace roof {
@@ -39,6 +40,23 @@ inline void dequantize_traffic(const std::uint8_t* in, std::size_t n, std::size_
     const f32 v(first);
     for (std::size_t i = 0; i < block; i += lanes) v.store_unaligned(out + b * block + i);
   }
+}
+
+/// The same traffic written with std::fill per block (the library's own store strategy).
+inline void dequantize_fill(const std::uint8_t* in, std::size_t n, std::size_t block,
+                            std::size_t in_bytes_per_block, float* out) {
+  for (std::size_t b = 0; b < n / block; ++b)
+    std::fill(out + b * block, out + (b + 1) * block, static_cast<float>(in[b * in_bytes_per_block]));
+}
+
+/// Reads n floats (an amax pass): returns a value that depends on every one.
+inline std::uint32_t read_traffic(const float* in, std::size_t n) {
+  using i32 = xsimd::batch<std::int32_t>;
+  i32 acc(0);
+  for (std::size_t i = 0; i + lanes <= n; i += lanes) acc = xsimd::max(acc, xsimd::bitwise_cast<i32>(f32::load_unaligned(in + i)));
+  alignas(64) std::int32_t lanes_out[lanes];
+  acc.store_aligned(lanes_out);
+  return static_cast<std::uint32_t>(lanes_out[0]);
 }
 
 /// Reads and writes n floats: the traffic of fake_quantize.

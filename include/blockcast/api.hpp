@@ -11,7 +11,11 @@
 #include "blockcast/block/packed.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/kernels/cast.hpp"
+#include "blockcast/kernels/dot.hpp"
 #include "blockcast/kernels/reference.hpp"
+#if BLOCKCAST_RUNTIME_DISPATCH
+#include "blockcast/dispatch.hpp"
+#endif
 #include "blockcast/policy.hpp"
 
 namespace blockcast {
@@ -29,6 +33,19 @@ inline void check_shape(std::size_t rows, std::size_t cols, const char* what) {
 }
 inline void check_options(const cast_options& opt) {
   if (opt.threads == 0) fail<invalid_argument>("cast_options::threads must be >= 1");
+  if (opt.tensor_amax && !(*opt.tensor_amax >= 0.0f && *opt.tensor_amax <= std::numeric_limits<float>::max()))
+    fail<invalid_argument>("cast_options::tensor_amax must be finite and >= 0, got " +
+                           std::to_string(*opt.tensor_amax));
+}
+
+/// Whether calls for Format go through the runtime-dispatched kernels (blockcast::dispatch).
+template <class Format>
+constexpr bool dispatched() {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  return runtime::is_preset<Format>::value;
+#else
+  return false;
+#endif
 }
 }  // namespace detail
 
@@ -43,6 +60,9 @@ float quantize_into(const float* in, std::size_t rows, std::size_t cols,
     detail::fail<shape_error>("quantize_into: input of shape " + detail::shape_string(rows, cols) +
                               " does not fit an output view of shape " +
                               detail::shape_string(out.rows(), out.cols()));
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (detail::dispatched<Format>()) return runtime::quantize<Format>(in, rows, cols, out, opt);
+#endif
   return default_casts<Format>::quantize(in, rows, cols, out, opt);
 }
 
@@ -66,6 +86,9 @@ packed_tensor<Format> quantize(const float* in, std::size_t n, const cast_option
 template <class Format>
 void dequantize(packed_view<Format> in, float* out, const cast_options& opt = {}) {
   detail::check_options(opt);
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (detail::dispatched<Format>()) return runtime::dequantize<Format>(in, out, opt.threads);
+#endif
   default_casts<Format>::dequantize(in, out, opt.threads);
 }
 template <class Format>
@@ -92,6 +115,9 @@ void fake_quantize(const float* in, float* out, std::size_t rows, std::size_t co
                    const cast_options& opt = {}) {
   detail::check_shape(rows, cols, "fake_quantize");
   detail::check_options(opt);
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (detail::dispatched<Format>()) return runtime::fake_quantize<Format>(in, out, rows, cols, opt);
+#endif
   default_casts<Format>::fake_quantize(in, out, rows, cols, opt);
 }
 
@@ -99,6 +125,51 @@ void fake_quantize(const float* in, float* out, std::size_t rows, std::size_t co
 template <class Format>
 void fake_quantize(const float* in, float* out, std::size_t n, const cast_options& opt = {}) {
   fake_quantize<Format>(in, out, 1, n, opt);
+}
+
+/// Decodes every value of `in` to BF16 (round to nearest even) into out[0..in.size()).
+template <class Format>
+void dequantize_bf16(packed_view<Format> in, std::uint16_t* out, const cast_options& opt = {}) {
+  detail::check_options(opt);
+  const std::size_t cols = in.cols();
+  detail::parallel_for(in.rows(), opt.threads, 1, [&](std::size_t r0, std::size_t r1) {
+    std::vector<float> row(cols);
+    for (std::size_t r = r0; r < r1; ++r) {
+      packed_view<Format> one(1, cols, span<const std::uint8_t>(in.row_codes(r), in.row_bytes()),
+                              span<const std::uint8_t>(in.row_scales(r), blocks_per_row<Format>(cols)),
+                              in.tensor_scale());
+      default_casts<Format>::dequantize(one, row.data(), 1);
+      for (std::size_t j = 0; j < cols; ++j) out[r * cols + j] = detail::to_bf16(row[j]);
+    }
+  });
+}
+template <class Format>
+void dequantize_bf16(const packed_tensor<Format>& in, std::uint16_t* out, const cast_options& opt = {}) {
+  dequantize_bf16(in.view(), out, opt);
+}
+
+/// Dot product of packed row `row` with x[0..cols): sum of dequantized(w_j) * x_j, computed
+/// on the packed codes (no dequantized copy), FP32 accumulation in a fixed order per ISA.
+template <class Format>
+float dot(packed_view<Format> w, std::size_t row, const float* x) {
+  if (row >= w.rows())
+    detail::fail<shape_error>("dot: row " + std::to_string(row) + " of a tensor with " +
+                              std::to_string(w.rows()) + " rows");
+  return simd::dot_kernels<Format, xsimd::default_arch>::row_dot(w, row, x);
+}
+
+/// y[r] = dot(w, r, x) for every row: a matrix-vector product on packed weights
+/// (x has cols values, y has rows); rows are split across opt.threads.
+template <class Format>
+void gemv(packed_view<Format> w, const float* x, float* y, const cast_options& opt = {}) {
+  detail::check_options(opt);
+  detail::parallel_for(w.rows(), opt.threads, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) y[r] = simd::dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, x);
+  });
+}
+template <class Format>
+void gemv(const packed_tensor<Format>& w, const float* x, float* y, const cast_options& opt = {}) {
+  gemv(w.view(), x, y, opt);
 }
 
 }  // namespace blockcast

@@ -54,8 +54,11 @@ struct kernels {
   /// saturation. `random` is used by rounding::stochastic only.
   template <rounding Mode, int Emin = emin, int Mbits = mbits>
   BLOCKCAST_INLINE static i32 round_steps(const f32& q, const u32& random) {
-    // binade exponent field (<< 23) of the step, C = 1.5 * step * 2^23 and its bits
-    const i32 step_binade = xsimd::max(xsimd::bitwise_cast<i32>(q) & i32(0x7f800000), i32((Emin + 127) << 23));
+    // binade exponent field (<< 23) of the step, C = 1.5 * step * 2^23 and its bits. A grid
+    // of one binade (integer elements: q < 2 in every block) has one constant C.
+    constexpr bool one_binade = Emin == emin && Mbits == mbits && element::emax == element::grid.emin;
+    const i32 step_binade = one_binade ? i32((Emin + 127) << 23)
+                                       : xsimd::max(xsimd::bitwise_cast<i32>(q) & i32(0x7f800000), i32((Emin + 127) << 23));
     constexpr std::int32_t c_offset = ((23 - Mbits) << 23) | 0x400000;
     const i32 c_bits = step_binade + i32(c_offset);
     const f32 c = xsimd::bitwise_cast<f32>(c_bits);
@@ -98,11 +101,14 @@ struct kernels {
       magnitude = xsimd::min(magnitude, i32(element::max_magnitude));
       return arch::or_sign<Arch>(magnitude, sign_source, element::sign_mask);
     } else {
-      const i32 negative_mask = sign_source >> 31;
-      const i32 limit = full_range ? i32(element::max_magnitude) - negative_mask  // -1: one more
-                                   : i32(element::max_magnitude);
-      magnitude = xsimd::min(magnitude, limit);
-      return ((magnitude ^ negative_mask) - negative_mask) & i32(element::code_mask);
+      if (full_range) {
+        const i32 limit = i32(element::max_magnitude) - (sign_source >> 31);  // negative: one more
+        magnitude = xsimd::min(magnitude, limit);
+      } else {
+        magnitude = xsimd::min(magnitude, i32(element::max_magnitude));
+      }
+      const i32 code = arch::negate_where_sign<Arch>(magnitude, sign_source);
+      return bits == 8 ? code : code & i32(element::code_mask);  // narrowing keeps the low byte
     }
   }
 

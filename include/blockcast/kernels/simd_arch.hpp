@@ -196,7 +196,18 @@ BLOCKCAST_INLINE i32<Arch> or_sign(const i32<Arch>& code, const i32<Arch>& x, st
   return code | ((x >> 31) & i32<Arch>(sign_bit));
 }
 
+/// -v where the sign bit of `x` is set, v elsewhere (two's complement codes).
+template <class Arch>
+BLOCKCAST_INLINE i32<Arch> negate_where_sign(const i32<Arch>& v, const i32<Arch>& x, xsimd::generic) {
+  const i32<Arch> negative = x >> 31;
+  return (v ^ negative) - negative;
+}
+
 #if XSIMD_WITH_AVX512DQ
+template <class Arch>
+BLOCKCAST_INLINE i32<Arch> negate_where_sign(const i32<Arch>& v, const i32<Arch>& x, xsimd::avx512dq) {
+  return _mm512_mask_sub_epi32(v, _mm512_movepi32_mask(x), _mm512_setzero_si512(), v);
+}
 template <class Arch>
 BLOCKCAST_INLINE i32<Arch> or_sign(const i32<Arch>& code, const i32<Arch>& x, std::int32_t sign_bit, xsimd::avx512dq) {
   return _mm512_mask_or_epi32(code, _mm512_movepi32_mask(x), code, _mm512_set1_epi32(sign_bit));
@@ -423,6 +434,10 @@ BLOCKCAST_INLINE i32<Arch> abs_max_bits(const xsimd::batch<float, Arch>& a, cons
 template <class Arch>
 BLOCKCAST_INLINE i32<Arch> or_sign(const i32<Arch>& code, const i32<Arch>& x, std::int32_t sign_bit) {
   return or_sign<Arch>(code, x, sign_bit, Arch{});
+}
+template <class Arch>
+BLOCKCAST_INLINE i32<Arch> negate_where_sign(const i32<Arch>& v, const i32<Arch>& x) {
+  return negate_where_sign<Arch>(v, x, Arch{});
 }
 template <class Arch>
 BLOCKCAST_INLINE i32<Arch> block_maxes(const i32<Arch>* m) {

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+// Runtime dispatch: xsimd picks the best compiled architecture the CPU has, once per call.
+#include "blockcast/dispatch.hpp"
+
+namespace blockcast::runtime {
+
+// The per-ISA instantiations live in other translation units.
+#define BLOCKCAST_EXTERN_ARCH(F, A)                                                                  \
+  extern template float quantize_op<F>::operator()<A>(A, const float*, std::size_t, std::size_t,     \
+                                                      mutable_packed_view<F>, const cast_options&) const; \
+  extern template void dequantize_op<F>::operator()<A>(A, packed_view<F>, float*, unsigned) const;   \
+  extern template void fake_quantize_op<F>::operator()<A>(A, const float*, float*, std::size_t,      \
+                                                          std::size_t, const cast_options&) const;
+#define BLOCKCAST_DISPATCHED(F)                                                                      \
+  BLOCKCAST_EXTERN_ARCH(F, xsimd::avx512bw)                                                          \
+  BLOCKCAST_EXTERN_ARCH(F, xsimd::avx2)                                                              \
+  BLOCKCAST_EXTERN_ARCH(F, xsimd::sse4_2)                                                            \
+  BLOCKCAST_EXTERN_ARCH(F, xsimd::sse2)                                                              \
+  template <>                                                                                        \
+  float quantize<F>(const float* in, std::size_t rows, std::size_t cols, mutable_packed_view<F> out, \
+                    const cast_options& opt) {                                                       \
+    return xsimd::dispatch<arch_list>(quantize_op<F>{})(in, rows, cols, out, opt);                  \
+  }                                                                                                  \
+  template <>                                                                                        \
+  void dequantize<F>(packed_view<F> in, float* out, unsigned threads) {                              \
+    xsimd::dispatch<arch_list>(dequantize_op<F>{})(in, out, threads);                               \
+  }                                                                                                  \
+  template <>                                                                                        \
+  void fake_quantize<F>(const float* in, float* out, std::size_t rows, std::size_t cols,             \
+                        const cast_options& opt) {                                                   \
+    xsimd::dispatch<arch_list>(fake_quantize_op<F>{})(in, out, rows, cols, opt);                    \
+  }
+
+BLOCKCAST_DISPATCHED(mxfp8_e4m3)
+BLOCKCAST_DISPATCHED(mxfp8_e5m2)
+BLOCKCAST_DISPATCHED(mxfp6_e3m2)
+BLOCKCAST_DISPATCHED(mxfp6_e2m3)
+BLOCKCAST_DISPATCHED(mxfp4)
+BLOCKCAST_DISPATCHED(mxint8)
+BLOCKCAST_DISPATCHED(nvfp4)
+
+namespace {
+struct name_op {
+  template <class Arch>
+  const char* operator()(Arch) const {
+    return Arch::name();
+  }
+};
+}  // namespace
+
+const char* selected_arch_name() { return xsimd::dispatch<arch_list>(name_op{})(); }
+
+}  // namespace blockcast::runtime

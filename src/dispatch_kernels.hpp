@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+// The body of every src/dispatch_<isa>.cpp: the functors' definitions for BLOCKCAST_ARCH and
+// their explicit instantiations for the presets. Each including file is compiled for its ISA.
+#include "blockcast/dispatch.hpp"
+#include "blockcast/kernels/cast.hpp"
+
+namespace blockcast::runtime {
+
+template <class Format>
+template <class Arch>
+float quantize_op<Format>::operator()(Arch, const float* in, std::size_t rows, std::size_t cols,
+                                      mutable_packed_view<Format> out, const cast_options& opt) const {
+  return simd::tensor_casts<Format, Arch>::quantize(in, rows, cols, out, opt);
+}
+template <class Format>
+template <class Arch>
+void dequantize_op<Format>::operator()(Arch, packed_view<Format> in, float* out, unsigned threads) const {
+  simd::tensor_casts<Format, Arch>::dequantize(in, out, threads);
+}
+template <class Format>
+template <class Arch>
+void fake_quantize_op<Format>::operator()(Arch, const float* in, float* out, std::size_t rows,
+                                          std::size_t cols, const cast_options& opt) const {
+  simd::tensor_casts<Format, Arch>::fake_quantize(in, out, rows, cols, opt);
+}
+
+#define BLOCKCAST_INSTANTIATE(F)                                                                       \
+  template float quantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, std::size_t, \
+                                                            std::size_t, mutable_packed_view<F>,       \
+                                                            const cast_options&) const;                \
+  template void dequantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, packed_view<F>, float*,  \
+                                                             unsigned) const;                          \
+  template void fake_quantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, float*,  \
+                                                                std::size_t, std::size_t,              \
+                                                                const cast_options&) const;
+BLOCKCAST_INSTANTIATE(mxfp8_e4m3)
+BLOCKCAST_INSTANTIATE(mxfp8_e5m2)
+BLOCKCAST_INSTANTIATE(mxfp6_e3m2)
+BLOCKCAST_INSTANTIATE(mxfp6_e2m3)
+BLOCKCAST_INSTANTIATE(mxfp4)
+BLOCKCAST_INSTANTIATE(mxint8)
+BLOCKCAST_INSTANTIATE(nvfp4)
+#undef BLOCKCAST_INSTANTIATE
+
+}  // namespace blockcast::runtime
