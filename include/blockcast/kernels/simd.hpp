@@ -108,7 +108,7 @@ struct kernels {
         magnitude = xsimd::min(magnitude, i32(element::max_magnitude));
       }
       const i32 code = arch::negate_where_sign<Arch>(magnitude, sign_source);
-      return bits == 8 ? code : code & i32(element::code_mask);  // narrowing keeps the low byte
+      return code & i32(element::code_mask);  // SSE/AVX2 narrowing saturates: keep codes in 0..255
     }
   }
 
