@@ -131,9 +131,10 @@ void bm_roof_dequantize(benchmark::State& state) {
   const std::size_t per_block = bc::row_code_bytes<Format>(B) + 1;
   std::vector<std::uint8_t> in(n / B * per_block, 1);
   std::vector<float> y(n);
-  best_of(state, 2, [&](int v) {
+  best_of(state, 3, [&](int v) {
     if (v == 0) roof::dequantize_traffic(in.data(), n, B, per_block, y.data());
-    else roof::dequantize_fill(in.data(), n, B, per_block, y.data());
+    else if (v == 1) roof::dequantize_fill(in.data(), n, B, per_block, y.data());
+    else roof::dequantize_chunked(in.data(), n, B, per_block, y.data());
   });
   set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
 }
@@ -142,8 +143,9 @@ void bm_roof_copy(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   const auto& x = input(n);
   std::vector<float> y(n);
-  best_of(state, 3, [&](int v) {
-    if (v == 2) std::memcpy(y.data(), x.data(), n * 4);
+  best_of(state, 4, [&](int v) {
+    if (v == 3) roof::copy_chunked(x.data(), n, y.data());
+    else if (v == 2) std::memcpy(y.data(), x.data(), n * 4);
     else roof::copy_traffic(x.data(), n, y.data(), v == 1);
   });
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));

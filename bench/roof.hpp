@@ -59,6 +59,28 @@ inline std::uint32_t read_traffic(const float* in, std::size_t n) {
   return static_cast<std::uint32_t>(lanes_out[0]);
 }
 
+/// Reads and writes n floats in 2 KiB chunks, each read twice (first pass, then load and
+/// store from L1): the access pattern of the kernels.
+inline void copy_chunked(const float* in, std::size_t n, float* out) {
+  constexpr std::size_t chunk = 512;
+  using i32 = xsimd::batch<std::int32_t>;
+  for (std::size_t c = 0; c + chunk <= n; c += chunk) {
+    i32 acc(0);
+    for (std::size_t i = c; i < c + chunk; i += lanes) acc = acc | xsimd::bitwise_cast<i32>(f32::load_unaligned(in + i));
+    const f32 t = xsimd::bitwise_cast<f32>(acc & i32(0));
+    for (std::size_t i = c; i < c + chunk; i += lanes) (f32::load_unaligned(in + i) + t).store_unaligned(out + i);
+  }
+}
+
+/// Dequantize traffic in 2 KiB output chunks, one vector store per 16 values.
+inline void dequantize_chunked(const std::uint8_t* in, std::size_t n, std::size_t block,
+                               std::size_t in_bytes_per_block, float* out) {
+  for (std::size_t b = 0; b < n / block; ++b) {
+    const f32 v(static_cast<float>(in[b * in_bytes_per_block] + in[b * in_bytes_per_block + in_bytes_per_block - 1]));
+    for (std::size_t i = 0; i < block; i += lanes) v.store_unaligned(out + b * block + i);
+  }
+}
+
 /// Reads and writes n floats: the traffic of fake_quantize.
 inline void copy_traffic(const float* in, std::size_t n, float* out, bool prefetch) {
   for (std::size_t i = 0; i + lanes <= n; i += lanes) {

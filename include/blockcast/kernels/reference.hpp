@@ -30,61 +30,94 @@ struct block_context {
   float tensor_decode = 1.0f;     // two-level formats: S_dec
 };
 
-/// Quantizes one block of len <= B values to one code per byte (codes[0..len)) and returns
-/// the scale code. A partial block behaves as if padded with zeros.
+/// The scale of one block: what quantize_value needs to encode any value of the block.
+struct block_scale {
+  std::uint8_t code = 0;    // the stored scale byte
+  bool nan = false;         // NaN scale: the whole block decodes to NaN
+  int shared_exp = 0;       // MX: the shared exponent
+  float inverse = 1.0f;     // two-level: min(1 / (s_b * S_dec), FLT_MAX)
+  float value = 1.0f;       // decoded scale (MX: 2^shared_exp; two-level: s_b)
+};
+
+/// The scale of a block whose largest magnitude has FP32 bits `amax_bits` (NaN/Inf: >=
+/// 0x7f800000): steps 1-2 of OCP MX 6.3, or the NVFP4 block scale.
 template <class Format>
-std::uint8_t quantize_block(const float* in, std::size_t len, std::uint8_t* codes,
-                            const block_context& ctx) {
+block_scale make_block_scale(std::uint32_t amax_bits, const block_context& ctx) {
   using element = typename Format::element_type;
   using scale = typename Format::scale_type;
-
-  // 1. amax = max |v_i|, as FP32 magnitude bits (their integer order is the value order;
-  //    anything above the bits of +Inf is NaN).
-  std::uint32_t amax_bits = 0;
-  for (std::size_t i = 0; i < len; ++i)
-    amax_bits = std::max(amax_bits, detail::float_bits(in[i]) & detail::fp32_abs_mask);
+  block_scale bs;
   if (amax_bits >= detail::fp32_inf_bits) {  // NaN or Inf: the whole block is NaN
-    std::fill(codes, codes + len, std::uint8_t{0});
-    return scale::nan_code;
+    bs.code = scale::nan_code;
+    bs.nan = true;
+    return bs;
   }
-
-  auto element_code = [&](std::size_t i, float quotient_or_value, int scale_exp) {
-    const std::uint32_t u = detail::float_bits(quotient_or_value);
-    const bool negative = (u >> 31) != 0;
-    const std::uint32_t random = ctx.round == rounding::stochastic
-                                     ? detail::stochastic_bits(ctx.seed, ctx.first_index + i)
-                                     : 0u;
-    const std::uint32_t magnitude =
-        detail::round_to_grid(u & detail::fp32_abs_mask, scale_exp,
-                              element::grid_for(negative, ctx.int8_full_range), ctx.round, random);
-    return element::make_code(negative, magnitude, ctx.int8_full_range);
-  };
-
   if constexpr (!Format::has_tensor_scale) {
-    // 2. shared_exp = floor(log2 amax) - emax_elem (or another rule), clamped to [-127, 127].
-    const int shared_exp = detail::shared_exponent<element>(amax_bits, ctx.scale_rule);
-    // 3. P_i = round(v_i / 2^shared_exp) on the element grid, saturating; exact.
-    for (std::size_t i = 0; i < len; ++i) codes[i] = element_code(i, in[i], shared_exp);
-    return e8m0::from_exponent(shared_exp);
+    // shared_exp = floor(log2 amax) - emax_elem (or another rule), clamped to [-127, 127]
+    bs.shared_exp = detail::shared_exponent<element>(amax_bits, ctx.scale_rule);
+    bs.code = e8m0::from_exponent(bs.shared_exp);
+    bs.value = e8m0::decode(bs.code);
   } else {
-    // NVFP4: s_b = e4m3_rne(amax_b * (S_enc * fp32(1 / elem_max))), clamped to the scale's max.
+    // NVFP4: s_b = e4m3_rne(amax_b * (S_enc * fp32(1 / elem_max))), clamped to the scale's max
     constexpr float inv_elem_max = 1.0f / element::max_normal();
     const float amax = detail::bits_float(amax_bits);
     const float scaled = std::min(amax * (ctx.tensor_encode * inv_elem_max), scale::max_value());
-    const std::uint8_t scale_code = scale::encode(scaled);
-    const float block_scale = scale::decode(scale_code);
-    // q_i = elem_rne(clamp(x_i * min(1 / (s_b * S_dec), FLT_MAX), -elem_max, elem_max))
-    const float inv = std::min(1.0f / (block_scale * ctx.tensor_decode),
-                               std::numeric_limits<float>::max());
-    for (std::size_t i = 0; i < len; ++i) {
-      float x = std::clamp(in[i] * inv, -element::max_normal(), element::max_normal());
-      // TransformerEngine takes the sign from x < 0: -0 encodes as +0, while a negative value
-      // that rounds to zero keeps its sign.
-      if (x == 0.0f) x = 0.0f;
-      codes[i] = element_code(i, x, 0);
-    }
-    return scale_code;
+    bs.code = scale::encode(scaled);
+    bs.value = scale::decode(bs.code);
+    bs.inverse = std::min(1.0f / (bs.value * ctx.tensor_decode), std::numeric_limits<float>::max());
   }
+  return bs;
+}
+
+/// The element code of value v of a block with scale bs (step 3 of OCP MX 6.3, or NVFP4's
+/// q_i); `index` is v's tensor index (stochastic rounding). Meaningless for a NaN scale.
+template <class Format>
+std::uint8_t quantize_value(float v, const block_scale& bs, const block_context& ctx, std::uint64_t index) {
+  using element = typename Format::element_type;
+  int scale_exp = bs.shared_exp;
+  if constexpr (Format::has_tensor_scale) {
+    // q_i = elem_rne(clamp(x_i * inv, -elem_max, elem_max)); TransformerEngine takes the sign
+    // from x < 0: -0 encodes as +0, while a negative value that rounds to zero keeps its sign
+    v = std::clamp(v * bs.inverse, -element::max_normal(), element::max_normal());
+    if (v == 0.0f) v = 0.0f;
+    scale_exp = 0;
+  }
+  // P_i = round(v_i / 2^shared_exp) on the element grid, saturating; exact (no division)
+  const std::uint32_t u = detail::float_bits(v);
+  const bool negative = (u >> 31) != 0;
+  const std::uint32_t random =
+      ctx.round == rounding::stochastic ? detail::stochastic_bits(ctx.seed, index) : 0u;
+  const std::uint32_t magnitude =
+      detail::round_to_grid(u & detail::fp32_abs_mask, scale_exp,
+                            element::grid_for(negative, ctx.int8_full_range), ctx.round, random);
+  return element::make_code(negative, magnitude, ctx.int8_full_range);
+}
+
+/// The value of element code c in a block with scale bs (step 4).
+template <class Format>
+float dequantize_value(std::uint8_t c, const block_scale& bs, float tensor_decode) {
+  if (bs.nan) return std::numeric_limits<float>::quiet_NaN();
+  const float value = Format::element_type::decode(c) * bs.value;
+  return Format::has_tensor_scale ? value * tensor_decode : value;
+}
+
+/// FP32 magnitude bits of the largest |v_i| (their integer order is the value order; above
+/// the bits of +Inf is NaN).
+inline std::uint32_t amax_bits(const float* in, std::size_t len) {
+  std::uint32_t a = 0;
+  for (std::size_t i = 0; i < len; ++i) a = std::max(a, detail::float_bits(in[i]) & detail::fp32_abs_mask);
+  return a;
+}
+
+/// Quantizes one block of len <= B values to one code per byte (codes[0..len)) and returns
+/// the scale code. A partial block behaves as if padded with zeros. NaN-scale blocks store
+/// codes 0.
+template <class Format>
+std::uint8_t quantize_block(const float* in, std::size_t len, std::uint8_t* codes,
+                            const block_context& ctx) {
+  const block_scale bs = make_block_scale<Format>(amax_bits(in, len), ctx);
+  for (std::size_t i = 0; i < len; ++i)
+    codes[i] = bs.nan ? std::uint8_t{0} : quantize_value<Format>(in[i], bs, ctx, ctx.first_index + i);
+  return bs.code;
 }
 
 /// Decodes one block: 2^shared_exp * P_i (MX), fp32(fp32(P_i * s_b) * S_dec) (two-level);
