@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+// GPTQ (Frantar, Ashkboos, Hoefler, Alistarh, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers", ICLR 2023) for block-scaled formats: the baseline ED is
+// measured against. Damped H = X^T X / N + damp * mean(diag) I, the upper Cholesky factor of
+// H^{-1}, columns in order, lazy batched updates. Each block's scale is chosen when the
+// block's first column is reached, from the weights as updated so far.
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <vector>
+
+#include "blockcast/ptq/quantized.hpp"
+
+namespace blockcast::ptq {
+
+struct gptq_options {
+  double damp = 0.01;                ///< fraction of mean(diag H) added to the diagonal
+  std::size_t block_columns = 128;   ///< lazy-update batch (rounded up to whole blocks)
+  cast_options cast;                 ///< the format's rounding and scale rule; threads split rows
+};
+
+/// The upper Cholesky factor of the damped inverse Hessian of calibration inputs X (N x K).
+inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp) {
+  const Eigen::MatrixXf xf = x;
+  Eigen::MatrixXf h = xf.transpose() * xf / static_cast<float>(x.rows());
+  const float mean_diag = h.diagonal().mean();
+  h.diagonal().array() += static_cast<float>(damp) * (mean_diag > 0 ? mean_diag : 1.0f);
+  const Eigen::LLT<Eigen::MatrixXf> llt(h);
+  if (llt.info() != Eigen::Success)
+    blockcast::detail::fail<invalid_argument>("gptq: the damped Hessian is not positive definite");
+  const Eigen::MatrixXf h_inv = llt.solve(Eigen::MatrixXf::Identity(h.rows(), h.cols()));
+  const Eigen::LLT<Eigen::MatrixXf> inv_llt(h_inv);
+  return inv_llt.matrixU();
+}
+
+/// GPTQ of W (m x K) with calibration inputs X (N x K).
+template <class Format>
+quantized_matrix<Format> gptq(const matrix_ref& w, const matrix_ref& x, const gptq_options& opt = {}) {
+  detail::require_nonempty(w, "the weight matrix", "gptq");
+  detail::require_nonempty(x, "the calibration input", "gptq");
+  if (x.cols() != w.cols())
+    blockcast::detail::fail<shape_error>("gptq: weights of shape " + detail::shape(w) +
+                                         " but calibration inputs of shape " + detail::shape(x) + " (K differs)");
+  const std::size_t m = static_cast<std::size_t>(w.rows()), k = static_cast<std::size_t>(w.cols());
+  constexpr std::size_t B = Format::block_size;
+  const std::size_t batch = std::max<std::size_t>(1, (opt.block_columns + B - 1) / B) * B;
+  const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
+  const Eigen::MatrixXf hinv = gptq_inverse_factor(x, opt.damp);  // upper triangular
+
+  quantized_matrix<Format> q;
+  q.method = "gptq";
+  q.packed = packed_tensor<Format>(m, k);
+  q.packed.set_tensor_scale(ctx.tensor_decode);
+  q.dequantized.resize(w.rows(), w.cols());
+
+  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
+    const Eigen::Index rows = static_cast<Eigen::Index>(r1 - r0);
+    Eigen::MatrixXf work = w.middleRows(static_cast<Eigen::Index>(r0), rows);  // updated weights
+    std::vector<std::vector<std::uint8_t>> codes(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(k));
+    std::vector<std::vector<std::uint8_t>> scales(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(blocks_per_row<Format>(k)));
+    std::vector<reference::block_scale> bs(static_cast<std::size_t>(rows));
+    for (std::size_t i1 = 0; i1 < k; i1 += batch) {
+      const std::size_t i2 = std::min(k, i1 + batch), count = i2 - i1;
+      Eigen::MatrixXf err(rows, static_cast<Eigen::Index>(count));
+      for (std::size_t j = i1; j < i2; ++j) {
+        const Eigen::Index jj = static_cast<Eigen::Index>(j);
+        if (j % B == 0) {  // the block's scale from the updated weights
+          const std::size_t len = std::min(B, k - j);
+          for (Eigen::Index i = 0; i < rows; ++i) {
+            const Eigen::VectorXf block = work.row(i).segment(jj, static_cast<Eigen::Index>(len)).transpose();
+            bs[static_cast<std::size_t>(i)] = reference::make_block_scale<Format>(reference::amax_bits(block.data(), len), ctx);
+            scales[static_cast<std::size_t>(i)][j / B] = bs[static_cast<std::size_t>(i)].code;
+          }
+        }
+        const float d = hinv(jj, jj);
+        for (Eigen::Index i = 0; i < rows; ++i) {
+          const std::size_t row = r0 + static_cast<std::size_t>(i);
+          const auto& b = bs[static_cast<std::size_t>(i)];
+          const float wj = work(i, jj);
+          const std::uint8_t c = b.nan ? std::uint8_t{0} : reference::quantize_value<Format>(wj, b, ctx, row * k + j);
+          const float qj = reference::dequantize_value<Format>(c, b, ctx.tensor_decode);
+          codes[static_cast<std::size_t>(i)][j] = c;
+          q.dequantized(static_cast<Eigen::Index>(row), jj) = qj;
+          const float e = (wj - qj) / d;
+          err(i, static_cast<Eigen::Index>(j - i1)) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
+        }
+        // update the rest of this batch now
+        const Eigen::Index rest = static_cast<Eigen::Index>(i2 - j - 1);
+        if (rest > 0)
+          work.middleCols(jj + 1, rest).noalias() -= err.col(static_cast<Eigen::Index>(j - i1)) * hinv.row(jj).segment(jj + 1, rest);
+      }
+      // lazy update of the columns after the batch
+      const Eigen::Index after = static_cast<Eigen::Index>(k - i2);
+      if (after > 0)
+        work.rightCols(after).noalias() -= err * hinv.block(static_cast<Eigen::Index>(i1), static_cast<Eigen::Index>(i2),
+                                                            static_cast<Eigen::Index>(count), after);
+    }
+    for (Eigen::Index i = 0; i < rows; ++i)
+      detail::store_row(q.packed, r0 + static_cast<std::size_t>(i), codes[static_cast<std::size_t>(i)], scales[static_cast<std::size_t>(i)]);
+  });
+  return q;
+}
+
+}  // namespace blockcast::ptq

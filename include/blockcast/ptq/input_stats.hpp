@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+// Calibration statistics of a layer's inputs x (K channels): per-channel count, mean and mean
+// square, and a streaming sketch of the uncentred second moment H = E[x x^T] that never
+// forms the K x K matrix.
+//
+// The sketch is the single-pass Nystrom sketch of a PSD matrix (Tropp, Yurtsever, Udell,
+// Cevher, "Fixed-rank approximation of a positive-semidefinite matrix from streaming data",
+// NeurIPS 2017): with a fixed Gaussian test matrix Omega (K x s) it accumulates
+//     Z = sum_n x_n (x_n^T Omega)  =  N H Omega,
+// which is linear in the data: batches add, and statistics from several threads merge by
+// addition. Memory O(K s), cost O(K s) per sample (s = 128 by default, the oversampled
+// 2 x the default rank 64). When K <= s the test matrix is the identity and Z is N H exactly.
+// model() turns the statistics into the diagonal-plus-low-rank model ED uses:
+//     H ~ D + U U^T,  U: K x r top principal directions scaled by their singular values,
+//     d_k = max(H_kk - |U_k|^2, 0) + damp * mean(diag H).
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "blockcast/error.hpp"
+#include "blockcast/kernels/scalar_ops.hpp"
+#include "blockcast/ptq/matrix.hpp"
+
+namespace blockcast::ptq {
+
+/// The diagonal-plus-low-rank model of H that error diffusion works from.
+struct ed_model {
+  Eigen::MatrixXd U;  // K x r
+  Eigen::VectorXd d;  // K, > 0
+};
+
+class input_stats {
+ public:
+  static constexpr std::size_t default_sketch = 128;
+
+  /// Empty statistics for K input channels. All statistics that are merged must share K,
+  /// sketch size and seed.
+  explicit input_stats(std::size_t channels, std::size_t sketch = default_sketch, std::uint64_t seed = 0)
+      : k_(channels), s_(std::min(sketch, channels)), seed_(seed), exact_(channels <= sketch) {
+    if (channels == 0) blockcast::detail::fail<shape_error>("input_stats: K must be >= 1");
+    if (sketch == 0) blockcast::detail::fail<shape_error>("input_stats: sketch size must be >= 1");
+    sum_.setZero(static_cast<Eigen::Index>(k_));
+    sum_sq_.setZero(static_cast<Eigen::Index>(k_));
+    z_.setZero(static_cast<Eigen::Index>(k_), static_cast<Eigen::Index>(s_));
+    if (!exact_) omega_ = test_matrix(k_, s_, seed_);
+  }
+
+  /// Statistics of the rows of X (N samples x K channels).
+  static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0) {
+    detail::require_nonempty(x, "the calibration input", "input_stats::from");
+    input_stats s(static_cast<std::size_t>(x.cols()), sketch, seed);
+    s.add(x);
+    return s;
+  }
+
+  /// Adds a batch of samples (N x K, N >= 1).
+  void add(const matrix_ref& batch) {
+    if (batch.rows() == 0) blockcast::detail::fail<shape_error>("input_stats::add: the batch has no samples (N = 0)");
+    if (static_cast<std::size_t>(batch.cols()) != k_)
+      blockcast::detail::fail<shape_error>("input_stats::add: batch of shape " + detail::shape(batch) +
+                                           " for statistics of K = " + std::to_string(k_) + " channels");
+    count_ += static_cast<std::size_t>(batch.rows());
+    const Eigen::MatrixXf xf = batch;  // column-major copy for the products
+    sum_ += xf.colwise().sum().transpose().cast<double>();
+    sum_sq_ += xf.array().square().colwise().sum().matrix().transpose().cast<double>();
+    if (exact_) {
+      z_ += (xf.transpose() * xf).cast<double>();
+    } else {
+      const Eigen::MatrixXf y = xf * omega_;  // N x s
+      z_ += (xf.transpose() * y).cast<double>();
+    }
+  }
+
+  /// Adds statistics gathered elsewhere (another thread, another batch of files).
+  void merge(const input_stats& other) {
+    if (other.k_ != k_ || other.s_ != s_ || other.seed_ != seed_)
+      blockcast::detail::fail<shape_error>("input_stats::merge: statistics of K = " + std::to_string(other.k_) +
+                                           " (sketch " + std::to_string(other.s_) + ") into K = " +
+                                           std::to_string(k_) + " (sketch " + std::to_string(s_) + ")");
+    count_ += other.count_;
+    sum_ += other.sum_;
+    sum_sq_ += other.sum_sq_;
+    z_ += other.z_;
+  }
+
+  std::size_t channels() const { return k_; }
+  std::size_t count() const { return count_; }
+  std::size_t sketch_size() const { return s_; }
+  /// Whether H is held exactly (K <= sketch size).
+  bool exact() const { return exact_; }
+  Eigen::VectorXd mean() const { return sum_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
+  Eigen::VectorXd mean_square() const { return sum_sq_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
+
+  /// The ED model: rank r = min(64, K) by default (at most the sketch size).
+  ed_model model(std::size_t rank = 0, double damp = 0.01) const {
+    if (count_ == 0) blockcast::detail::fail<shape_error>("input_stats::model: no samples were added");
+    const std::size_t r = std::min(rank == 0 ? std::min<std::size_t>(64, k_) : rank, s_);
+    const double n = static_cast<double>(count_);
+    Eigen::MatrixXd basis;  // K x s orthonormal
+    Eigen::VectorXd lambda;  // s eigenvalues of H's approximation, descending
+    if (exact_) {
+      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(z_ / n);
+      basis = eig.eigenvectors().rowwise().reverse();
+      lambda = eig.eigenvalues().reverse();
+    } else {
+      // Nystrom: H ~ Y (Omega^T Y)^+ Y^T with Y = H Omega, stabilised by a small shift nu
+      const Eigen::MatrixXd om = omega_.cast<double>();
+      const Eigen::MatrixXd y0 = z_ / n;
+      const double nu = std::sqrt(static_cast<double>(k_)) * 2.2e-16 * std::max(y0.norm(), 1e-300);
+      const Eigen::MatrixXd y = y0 + nu * om;
+      Eigen::MatrixXd c = om.transpose() * y;
+      c = 0.5 * (c + c.transpose());
+      const Eigen::LLT<Eigen::MatrixXd> llt(c);
+      // F = Y L^{-T}  (H_nys = F F^T); its left singular vectors from the small Gram matrix
+      const Eigen::MatrixXd f = llt.matrixL().solve(y.transpose()).transpose();
+      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(f.transpose() * f);
+      const Eigen::VectorXd sigma2 = eig.eigenvalues().reverse();
+      const Eigen::MatrixXd v = eig.eigenvectors().rowwise().reverse();
+      lambda = (sigma2.array() - nu).max(0.0);
+      basis = f * v;
+      for (Eigen::Index i = 0; i < basis.cols(); ++i)
+        basis.col(i) /= std::sqrt(std::max(sigma2(i), 1e-300));
+    }
+    ed_model m;
+    m.U.resize(static_cast<Eigen::Index>(k_), static_cast<Eigen::Index>(r));
+    for (std::size_t i = 0; i < r; ++i)
+      m.U.col(static_cast<Eigen::Index>(i)) = basis.col(static_cast<Eigen::Index>(i)) *
+                                             std::sqrt(std::max(lambda(static_cast<Eigen::Index>(i)), 0.0));
+    const Eigen::VectorXd diag = mean_square();
+    m.d = (diag - m.U.rowwise().squaredNorm()).cwiseMax(0.0).array() + damp * diag.mean();
+    // all-zero channels (dead inputs): any positive weight keeps the model well defined
+    if (!(diag.mean() > 0)) m.d.setConstant(1.0);
+    return m;
+  }
+
+ private:
+  /// Portable, seeded Gaussian K x s (hash-based uniforms + Box-Muller), so statistics are
+  /// reproducible on every platform.
+  static Eigen::MatrixXf test_matrix(std::size_t k, std::size_t s, std::uint64_t seed) {
+    Eigen::MatrixXf om(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(s));
+    for (std::size_t i = 0; i < k; ++i)
+      for (std::size_t j = 0; j < s; ++j) {
+        const std::uint64_t index = 2 * (i * s + j);
+        const double u1 = (blockcast::detail::stochastic_bits(seed, index) + 1.0) / 4294967297.0;
+        const double u2 = blockcast::detail::stochastic_bits(seed, index + 1) / 4294967296.0;
+        om(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) =
+            static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+      }
+    return om;
+  }
+
+  std::size_t k_;
+  std::size_t s_;
+  std::uint64_t seed_;
+  bool exact_;
+  std::size_t count_ = 0;
+  Eigen::VectorXd sum_, sum_sq_;
+  Eigen::MatrixXd z_;      // N H Omega (K x s), or N H (K x K) when exact
+  Eigen::MatrixXf omega_;  // K x s test matrix (unused when exact)
+};
+
+}  // namespace blockcast::ptq
