@@ -35,19 +35,18 @@ inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp) {
   return inv_llt.matrixU();
 }
 
-/// GPTQ of W (m x K) with calibration inputs X (N x K).
+/// GPTQ of W (m x K) given the upper Cholesky factor of the damped inverse Hessian
+/// (gptq_inverse_factor): one factor serves every format a layer is quantized to.
 template <class Format>
-quantized_matrix<Format> gptq(const matrix_ref& w, const matrix_ref& x, const gptq_options& opt = {}) {
+quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::MatrixXf& hinv, const gptq_options& opt = {}) {
   detail::require_nonempty(w, "the weight matrix", "gptq");
-  detail::require_nonempty(x, "the calibration input", "gptq");
-  if (x.cols() != w.cols())
-    blockcast::detail::fail<shape_error>("gptq: weights of shape " + detail::shape(w) +
-                                         " but calibration inputs of shape " + detail::shape(x) + " (K differs)");
+  if (hinv.rows() != w.cols() || hinv.cols() != w.cols())
+    blockcast::detail::fail<shape_error>("gptq: weights of shape " + detail::shape(w) + " but an inverse-Hessian factor of " +
+                                         std::to_string(hinv.rows()) + " x " + std::to_string(hinv.cols()));
   const std::size_t m = static_cast<std::size_t>(w.rows()), k = static_cast<std::size_t>(w.cols());
   constexpr std::size_t B = Format::block_size;
   const std::size_t batch = std::max<std::size_t>(1, (opt.block_columns + B - 1) / B) * B;
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
-  const Eigen::MatrixXf hinv = gptq_inverse_factor(x, opt.damp);  // upper triangular
 
   quantized_matrix<Format> q;
   q.method = "gptq";
@@ -101,6 +100,17 @@ quantized_matrix<Format> gptq(const matrix_ref& w, const matrix_ref& x, const gp
       detail::store_row(q.packed, r0 + static_cast<std::size_t>(i), codes[static_cast<std::size_t>(i)], scales[static_cast<std::size_t>(i)]);
   });
   return q;
+}
+
+/// GPTQ of W (m x K) with calibration inputs X (N x K).
+template <class Format>
+quantized_matrix<Format> gptq(const matrix_ref& w, const matrix_ref& x, const gptq_options& opt = {}) {
+  detail::require_nonempty(w, "the weight matrix", "gptq");
+  detail::require_nonempty(x, "the calibration input", "gptq");
+  if (x.cols() != w.cols())
+    blockcast::detail::fail<shape_error>("gptq: weights of shape " + detail::shape(w) +
+                                         " but calibration inputs of shape " + detail::shape(x) + " (K differs)");
+  return gptq_with_factor<Format>(w, gptq_inverse_factor(x, opt.damp), opt);
 }
 
 }  // namespace blockcast::ptq
