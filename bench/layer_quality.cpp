@@ -160,10 +160,10 @@ int main(int argc, char** argv) {
       l.evaluation = inputs.sample(n_eval, rng);
       std::fprintf(stderr, "[layer %s K=%d m=%d N=%d] statistics...", kind.c_str(), k, m, n_cal);
       auto t = clock_type::now();
-      const auto stats = ptq::input_stats::from(l.calibration);
+      const auto stats = ptq::input_stats::from(l.calibration, ptq::input_stats::default_sketch, 0, threads);
       const double stats_s = seconds_since(t);
       t = clock_type::now();
-      const Eigen::MatrixXf factor = ptq::gptq_inverse_factor(l.calibration, 0.01);
+      const Eigen::MatrixXf factor = ptq::gptq_inverse_factor(l.calibration, 0.01, threads);
       const double factor_s = seconds_since(t);
       std::fprintf(stderr, " (ED %.2fs, GPTQ Hessian %.2fs) formats:", stats_s, factor_s);
       for (const auto& f : formats) {

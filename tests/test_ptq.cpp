@@ -180,6 +180,7 @@ TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent",
   CHECK(a.dequantized == c.dequantized);
   CHECK(std::equal(a.packed.codes().begin(), a.packed.codes().end(), b.packed.codes().begin()));
   CHECK(std::equal(a.packed.scales().begin(), a.packed.scales().end(), b.packed.scales().begin()));
+  CHECK(ptq::input_stats::from(l.calibration, 128, 0, 1).model().U == ptq::input_stats::from(l.calibration, 128, 0, 3).model().U);
   ptq::gptq_options g1, g3;
   g3.cast.threads = 3;
   CHECK(ptq::gptq<TestType>(l.w, l.calibration, g1).dequantized == ptq::gptq<TestType>(l.w, l.calibration, g3).dequantized);

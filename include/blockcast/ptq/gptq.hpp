@@ -21,16 +21,31 @@ struct gptq_options {
   cast_options cast;                 ///< the format's rounding and scale rule; threads split rows
 };
 
-/// The upper Cholesky factor of the damped inverse Hessian of calibration inputs X (N x K).
-inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp) {
-  const Eigen::MatrixXf xf = x;
-  Eigen::MatrixXf h = xf.transpose() * xf / static_cast<float>(x.rows());
+/// The upper Cholesky factor of the damped inverse Hessian of calibration inputs X (N x K):
+/// H = X^T X / N by symmetric rank updates over a fixed split of the samples (4 parts,
+/// whatever the thread count, so the result does not depend on it; `threads` run the parts),
+/// H += damp * mean(diag H) I, then chol(H^-1) as GPTQ's reference implementation does.
+inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp, unsigned threads = 1) {
+  const Eigen::Index k = x.cols();
+  const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(4, n);
+  std::vector<Eigen::MatrixXf> partial(parts, Eigen::MatrixXf::Zero(k, k));
+  blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
+    for (std::size_t p = p0; p < p1; ++p) {
+      const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
+      const Eigen::MatrixXf xt = x.middleRows(b, e - b).transpose();
+      partial[p].selfadjointView<Eigen::Lower>().rankUpdate(xt);
+    }
+  });
+  Eigen::MatrixXf h = partial[0];
+  for (std::size_t p = 1; p < parts; ++p) h += partial[p];
+  h = h.selfadjointView<Eigen::Lower>();
+  h /= static_cast<float>(n);
   const float mean_diag = h.diagonal().mean();
   h.diagonal().array() += static_cast<float>(damp) * (mean_diag > 0 ? mean_diag : 1.0f);
   const Eigen::LLT<Eigen::MatrixXf> llt(h);
   if (llt.info() != Eigen::Success)
     blockcast::detail::fail<invalid_argument>("gptq: the damped Hessian is not positive definite");
-  const Eigen::MatrixXf h_inv = llt.solve(Eigen::MatrixXf::Identity(h.rows(), h.cols()));
+  const Eigen::MatrixXf h_inv = llt.solve(Eigen::MatrixXf::Identity(k, k));
   const Eigen::LLT<Eigen::MatrixXf> inv_llt(h_inv);
   return inv_llt.matrixU();
 }
@@ -110,7 +125,7 @@ quantized_matrix<Format> gptq(const matrix_ref& w, const matrix_ref& x, const gp
   if (x.cols() != w.cols())
     blockcast::detail::fail<shape_error>("gptq: weights of shape " + detail::shape(w) +
                                          " but calibration inputs of shape " + detail::shape(x) + " (K differs)");
-  return gptq_with_factor<Format>(w, gptq_inverse_factor(x, opt.damp), opt);
+  return gptq_with_factor<Format>(w, gptq_inverse_factor(x, opt.damp, opt.cast.threads), opt);
 }
 
 }  // namespace blockcast::ptq

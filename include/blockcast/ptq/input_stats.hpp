@@ -21,8 +21,10 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "blockcast/error.hpp"
+#include "blockcast/kernels/parallel.hpp"
 #include "blockcast/kernels/scalar_ops.hpp"
 #include "blockcast/ptq/matrix.hpp"
 
@@ -50,12 +52,22 @@ class input_stats {
     if (!exact_) omega_ = test_matrix(k_, s_, seed_);
   }
 
-  /// Statistics of the rows of X (N samples x K channels).
-  static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0) {
+  /// Statistics of the rows of X (N samples x K channels), sketched in a fixed split of the
+  /// samples (8 parts, merged in order, whatever the thread count: the result does not
+  /// depend on `threads`, which only run the parts in parallel).
+  static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0,
+                          unsigned threads = 1) {
     detail::require_nonempty(x, "the calibration input", "input_stats::from");
-    input_stats s(static_cast<std::size_t>(x.cols()), sketch, seed);
-    s.add(x);
-    return s;
+    const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(8, n);
+    std::vector<input_stats> partial(parts, input_stats(static_cast<std::size_t>(x.cols()), sketch, seed));
+    blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
+      for (std::size_t p = p0; p < p1; ++p) {
+        const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
+        partial[p].add(x.middleRows(b, e - b));
+      }
+    });
+    for (std::size_t p = 1; p < parts; ++p) partial[0].merge(partial[p]);
+    return partial[0];
   }
 
   /// Adds a batch of samples (N x K, N >= 1).
