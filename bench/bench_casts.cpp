@@ -3,7 +3,7 @@
 // beyond the last-level cache, with the bandwidth roofs measured in the same run.
 //   quantize/<format>/<impl>/<n>    dequantize/<format>/<impl>/<n>
 //   fake_quantize/<format>/<impl>/<n>
-//   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_copy/<n>
+//   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_fake_quantize/<format>/<n>
 // impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
 #include <benchmark/benchmark.h>
 
@@ -90,7 +90,7 @@ void bm_fake_quantize(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_counters<Format>(state, n, n * 8);
+  set_counters<Format>(state, n, n * (4 * input_reads<Format>() + 4));
 }
 
 /// Times f(variant) for each variant and reports the fastest: "best of" the straightforward
@@ -139,17 +139,20 @@ void bm_roof_dequantize(benchmark::State& state) {
   set_counters<Format>(state, n, n * 4 + packed_bytes<Format>(n));
 }
 
-void bm_roof_copy(benchmark::State& state) {
+/// fake_quantize's traffic: read and write n floats (two-level formats read the input twice).
+template <class Format>
+void bm_roof_fake_quantize(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   const auto& x = input(n);
   std::vector<float> y(n);
   best_of(state, 4, [&](int v) {
+    if constexpr (Format::has_tensor_scale) benchmark::DoNotOptimize(roof::read_traffic(x.data(), n));
     if (v == 3) roof::copy_chunked(x.data(), n, y.data());
     else if (v == 2) std::memcpy(y.data(), x.data(), n * 4);
     else roof::copy_traffic(x.data(), n, y.data(), v == 1);
   });
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * 8));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * (4 * input_reads<Format>() + 4)));
 }
 
 template <class Format>
@@ -167,7 +170,8 @@ void register_format(const std::string& name, bool with_roofs = true) {
   add("fake_quantize", "simd", bm_fake_quantize<Format, true>);
   if (!with_roofs) return;
   for (auto [kind, fn] : {std::pair<std::string, void (*)(benchmark::State&)>{"roof_quantize", bm_roof_quantize<Format>},
-                          {"roof_dequantize", bm_roof_dequantize<Format>}}) {
+                          {"roof_dequantize", bm_roof_dequantize<Format>},
+                          {"roof_fake_quantize", bm_roof_fake_quantize<Format>}}) {
     auto* b = benchmark::RegisterBenchmark((kind + "/" + name).c_str(), fn);
     for (auto n : sizes) b->Arg(n);
     b->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -194,9 +198,7 @@ class roof_reporter : public benchmark::ConsoleReporter {
       if (p3 == std::string::npos || name.substr(p2 + 1, p3 - p2 - 1) != "simd") continue;
       const std::string kind = name.substr(0, p1), format = name.substr(p1 + 1, p2 - p1 - 1),
                         n = name.substr(p3 + 1);
-      const std::string roof = kind == "fake_quantize" ? "roof_copy/" + n
-                                                       : "roof_" + kind + "/" + format + "/" + n + "/manual_time";
-      const auto rr = rate_.find(kind == "fake_quantize" ? roof + "/manual_time" : roof);
+      const auto rr = rate_.find("roof_" + kind + "/" + format + "/" + n + "/manual_time");
       if (rr == rate_.end()) continue;
       std::printf("%-36s %12.3f %12.3f %8.0f%%\n", name.c_str(), rate / 1e9, rr->second / 1e9,
                   100.0 * rate / rr->second);
@@ -217,9 +219,6 @@ int main(int argc, char** argv) {
   register_format<bc::mxfp4>("mxfp4");
   register_format<bc::mxint8>("mxint8");
   register_format<bc::nvfp4>("nvfp4");
-  auto* copy = benchmark::RegisterBenchmark("roof_copy", bm_roof_copy);
-  for (auto n : sizes) copy->Arg(n);
-  copy->UseManualTime()->Unit(benchmark::kMillisecond);
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -52,8 +52,14 @@ struct kernels {
 
   /// Magnitude codes of q >= 0 (exact quotients, q < 2^(emax+1)) on a grid, before
   /// saturation. `random` is used by rounding::stochastic only.
+  /// Steps k of q's binade after rounding, and that binade's exponent field << 23.
+  struct rounded_steps {
+    i32 k;
+    i32 step_binade;
+  };
+
   template <rounding Mode, int Emin = emin, int Mbits = mbits>
-  BLOCKCAST_INLINE static i32 round_steps(const f32& q, const u32& random) {
+  BLOCKCAST_INLINE static rounded_steps round_to_steps(const f32& q, const u32& random) {
     // binade exponent field (<< 23) of the step, C = 1.5 * step * 2^23 and its bits. A grid
     // of one binade (integer elements: q < 2 in every block) has one constant C.
     constexpr bool one_binade = Emin == emin && Mbits == mbits && element::emax == element::grid.emin;
@@ -87,10 +93,33 @@ struct kernels {
         }
       }
     }
-    // ((binade - emin) << mbits) + k, with binade << mbits = c_bits >> (23 - mbits) minus
-    // the offset's share
+    return {k, step_binade};
+  }
+
+  /// Magnitude codes of q >= 0 on the grid, before saturation: ((binade - emin) << mbits) + k.
+  template <rounding Mode, int Emin = emin, int Mbits = mbits>
+  BLOCKCAST_INLINE static i32 round_steps(const f32& q, const u32& random) {
+    const rounded_steps r = round_to_steps<Mode, Emin, Mbits>(q, random);
+    constexpr std::int32_t c_offset = ((23 - Mbits) << 23) | 0x400000;
+    // binade << mbits = c_bits >> (23 - mbits) minus the offset's share
     constexpr std::int32_t offset = (c_offset >> (23 - Mbits)) + ((Emin + 127) << Mbits);
-    return k + (c_bits >> (23 - Mbits)) - i32(offset);
+    return r.k + ((r.step_binade + i32(c_offset)) >> (23 - Mbits)) - i32(offset);
+  }
+
+  /// Values (float elements) of one vector on the grid times the block scale, without codes:
+  /// k * step, saturated, signed, scaled: the same bits as decode(code) * scale (all exact).
+  template <rounding Mode>
+  BLOCKCAST_INLINE static f32 vector_values(const float* in, const f32& factor, const f32& block_scale,
+                                            std::uint32_t key, std::uint32_t first) {
+    const f32 x = f32::load_unaligned(in);
+    const f32 q = xsimd::bitwise_cast<f32>(xsimd::bitwise_cast<i32>(x) & i32(0x7fffffff)) * factor;
+    u32 random(0u);
+    if constexpr (Mode == rounding::stochastic) random = random_bits(key, first);
+    const rounded_steps r = round_to_steps<Mode>(q, random);
+    const f32 step = xsimd::bitwise_cast<f32>(r.step_binade - i32(mbits << 23));
+    const f32 magnitude = xsimd::min(xsimd::to_float(r.k) * step, f32(element::max_normal()));
+    const i32 sign = xsimd::bitwise_cast<i32>(x) & i32(std::numeric_limits<std::int32_t>::min());
+    return xsimd::bitwise_cast<f32>(xsimd::bitwise_cast<i32>(magnitude) | sign) * block_scale;
   }
 
   /// Element codes from the magnitudes and the sign (float: sign bit; int: two's complement),
@@ -411,9 +440,14 @@ struct kernels {
           if constexpr (Mode == rounding::stochastic)
             key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
           for (std::size_t v = 0; v < vectors_per_block; ++v) {
-            const i32 c = vector_codes<Mode>(xb + v * lanes, factor, ctx.int8_full_range, key,
-                                             static_cast<std::uint32_t>(first + v * lanes));
-            decode_scaled(c).store_unaligned(y + v * lanes);
+            if constexpr (element::is_float && !Format::has_tensor_scale) {
+              vector_values<Mode>(xb + v * lanes, factor, f32(block_scale), key,
+                                  static_cast<std::uint32_t>(first + v * lanes)).store_unaligned(y + v * lanes);
+            } else {
+              const i32 c = vector_codes<Mode>(xb + v * lanes, factor, ctx.int8_full_range, key,
+                                               static_cast<std::uint32_t>(first + v * lanes));
+              decode_scaled(c).store_unaligned(y + v * lanes);
+            }
           }
         }
         for (std::uint32_t r = p.reference_blocks; r != 0; r &= r - 1) {
