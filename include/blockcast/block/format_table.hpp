@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "blockcast/block/block_format.hpp"
@@ -77,6 +78,15 @@ inline const format_info& find_format(std::string_view name) {
   for (const auto& info : preset_formats())
     if (info.name == name) return info;
   return visit_format(name, [](auto) -> const format_info& { return preset_formats()[0]; });
+}
+
+/// The preset name of a block format ("mxfp4"), or an empty view for user-defined formats.
+template <class Format>
+std::string_view preset_name() {
+  for (const auto& info : preset_formats())
+    if (visit_format(info.name, [](auto tag) { return std::is_same_v<typename decltype(tag)::type, Format>; }))
+      return info.name;
+  return {};
 }
 
 }  // namespace blockcast

@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: MIT
+// safetensors files: a validating, memory-mapped reader and an atomic writer.
+//
+// Format: 8 bytes little-endian header length N, N bytes of JSON
+//   {"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"<key>": "<value>", ...}}
+// then the data section; offsets are relative to its start. The reader checks everything a
+// corrupt or hostile file could get wrong (sizes, offsets, overlaps, dtype names, shapes,
+// JSON) and reports the file and the tensor. The writer writes to a temporary file in the
+// target's directory and renames it into place, so a failure never leaves a half-written file.
+// POSIX (mmap, rename); the JSON is parsed with nlohmann::json.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "blockcast/block/span.hpp"
+#include "blockcast/error.hpp"
+
+namespace blockcast::io {
+
+/// A file that cannot be read or written, or whose content is not a valid safetensors file.
+class io_error : public blockcast::error {
+ public:
+  using blockcast::error::error;
+};
+
+enum class dtype : std::uint8_t { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, i64, u64, f64 };
+
+struct dtype_info {
+  dtype type;
+  const char* name;
+  std::size_t size;
+};
+
+inline constexpr dtype_info dtypes[] = {
+    {dtype::boolean, "BOOL", 1}, {dtype::u8, "U8", 1},    {dtype::i8, "I8", 1},    {dtype::f8_e5m2, "F8_E5M2", 1},
+    {dtype::f8_e4m3, "F8_E4M3", 1}, {dtype::i16, "I16", 2}, {dtype::u16, "U16", 2}, {dtype::f16, "F16", 2},
+    {dtype::bf16, "BF16", 2},    {dtype::i32, "I32", 4},  {dtype::u32, "U32", 4},  {dtype::f32, "F32", 4},
+    {dtype::i64, "I64", 8},      {dtype::u64, "U64", 8},  {dtype::f64, "F64", 8},
+};
+
+inline const dtype_info& info(dtype t) {
+  for (const auto& d : dtypes)
+    if (d.type == t) return d;
+  return dtypes[0];
+}
+inline const char* name(dtype t) { return info(t).name; }
+inline std::size_t size_of(dtype t) { return info(t).size; }
+
+struct tensor_info {
+  std::string name;
+  dtype type = dtype::f32;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0, end = 0;  // byte range in the data section
+  std::uint64_t elements() const {
+    std::uint64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+};
+
+namespace detail {
+[[noreturn]] inline void fail(const std::string& file, const std::string& what) {
+  blockcast::detail::fail<io_error>(file + ": " + what);
+}
+
+/// FP16 / BF16 bits -> float (exact).
+inline float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, fraction = h & 0x3ffu;
+  std::uint32_t bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000u | (fraction << 13);
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (fraction << 13);
+  } else if (fraction == 0) {
+    bits = sign;
+  } else {  // subnormal: value = fraction * 2^-24
+    float v = static_cast<float>(fraction) * 5.9604644775390625e-8f;
+    std::memcpy(&bits, &v, 4);
+    bits |= sign;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline float bf16_to_float(std::uint16_t h) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+}  // namespace detail
+
+/// A memory-mapped, validated safetensors file.
+class safetensors_file {
+ public:
+  explicit safetensors_file(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) detail::fail(path, std::string("cannot open: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) fail_and_close(std::string("cannot stat: ") + std::strerror(errno));
+    size_ = static_cast<std::uint64_t>(st.st_size);
+    if (size_ < 8) fail_and_close("truncated: " + std::to_string(size_) + " bytes, a header needs at least 8");
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd_, 0);
+    if (p == MAP_FAILED) fail_and_close(std::string("cannot map: ") + std::strerror(errno));
+    base_ = static_cast<const std::uint8_t*>(p);
+    try {
+      parse();
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  safetensors_file(const safetensors_file&) = delete;
+  safetensors_file& operator=(const safetensors_file&) = delete;
+  safetensors_file(safetensors_file&& o) noexcept { *this = std::move(o); }
+  safetensors_file& operator=(safetensors_file&& o) noexcept {
+    if (this != &o) {
+      release();
+      path_ = std::move(o.path_);
+      tensors_ = std::move(o.tensors_);
+      metadata_ = std::move(o.metadata_);
+      fd_ = std::exchange(o.fd_, -1);
+      base_ = std::exchange(o.base_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      data_ = o.data_;
+    }
+    return *this;
+  }
+  ~safetensors_file() { release(); }
+
+  const std::string& path() const { return path_; }
+  /// Tensors in file order (by data offset).
+  const std::vector<tensor_info>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  bool contains(const std::string& name) const {
+    return std::any_of(tensors_.begin(), tensors_.end(), [&](const tensor_info& t) { return t.name == name; });
+  }
+  const tensor_info& find(const std::string& name) const {
+    for (const auto& t : tensors_)
+      if (t.name == name) return t;
+    detail::fail(path_, "no tensor '" + name + "'");
+  }
+  /// The tensor's bytes, in the mapped file (valid while this object lives).
+  span<const std::uint8_t> bytes(const tensor_info& t) const {
+    return {base_ + data_ + t.begin, static_cast<std::size_t>(t.end - t.begin)};
+  }
+  /// An F32, F16 or BF16 tensor as floats.
+  std::vector<float> to_float(const tensor_info& t) const {
+    const auto b = bytes(t);
+    std::vector<float> out(static_cast<std::size_t>(t.elements()));
+    if (t.type == dtype::f32) {
+      std::memcpy(out.data(), b.data(), b.size());
+    } else if (t.type == dtype::f16 || t.type == dtype::bf16) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, b.data() + 2 * i, 2);
+        out[i] = t.type == dtype::f16 ? detail::half_to_float(h) : detail::bf16_to_float(h);
+      }
+    } else {
+      detail::fail(path_, "tensor '" + t.name + "' is " + name(t.type) + ", not a float tensor (F32/F16/BF16)");
+    }
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail_and_close(const std::string& what) {
+    release();
+    detail::fail(path_, what);
+  }
+  void release() {
+    if (base_) ::munmap(const_cast<std::uint8_t*>(base_), static_cast<std::size_t>(size_));
+    if (fd_ >= 0) ::close(fd_);
+    base_ = nullptr;
+    fd_ = -1;
+  }
+
+  void parse() {
+    std::uint64_t header = 0;
+    for (int i = 0; i < 8; ++i) header |= static_cast<std::uint64_t>(base_[i]) << (8 * i);
+    if (header > size_ - 8)
+      detail::fail(path_, "truncated: the header claims " + std::to_string(header) + " bytes, the file has " +
+                              std::to_string(size_ - 8) + " after the length");
+    if (header > (std::uint64_t{100} << 20)) detail::fail(path_, "header of " + std::to_string(header) + " bytes (limit 100 MiB)");
+    data_ = 8 + header;
+    const std::uint64_t data_size = size_ - data_;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(reinterpret_cast<const char*>(base_ + 8), reinterpret_cast<const char*>(base_ + 8 + header));
+    } catch (const nlohmann::json::exception& e) {
+      detail::fail(path_, std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!j.is_object()) detail::fail(path_, "header is not a JSON object");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& key = it.key();
+      if (key == "__metadata__") {
+        if (!it->is_object()) detail::fail(path_, "__metadata__ is not an object");
+        for (auto m = it->begin(); m != it->end(); ++m) {
+          if (!m->is_string()) detail::fail(path_, "__metadata__ '" + m.key() + "' is not a string");
+          metadata_[m.key()] = m->get<std::string>();
+        }
+        continue;
+      }
+      tensors_.push_back(parse_tensor(key, *it, data_size));
+    }
+    std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
+      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
+    // as the reference implementation: the tensors tile the data section, no gaps or overlaps
+    std::uint64_t expected = 0;
+    for (const auto& t : tensors_) {
+      if (t.begin < expected) detail::fail(path_, "tensor '" + t.name + "' overlaps the tensor before it");
+      if (t.begin > expected) detail::fail(path_, "tensor '" + t.name + "' starts after a gap of " + std::to_string(t.begin - expected) + " bytes");
+      expected = t.end;
+    }
+    if (expected != data_size)
+      detail::fail(path_, std::to_string(data_size - expected) + " bytes after the last tensor belong to none");
+  }
+
+  tensor_info parse_tensor(const std::string& key, const nlohmann::json& v, std::uint64_t data_size) const {
+    const std::string where = "tensor '" + key + "': ";
+    if (!v.is_object()) detail::fail(path_, where + "entry is not an object");
+    tensor_info t;
+    t.name = key;
+    if (!v.contains("dtype") || !v["dtype"].is_string()) detail::fail(path_, where + "missing dtype");
+    const std::string d = v["dtype"].get<std::string>();
+    const auto found = std::find_if(std::begin(dtypes), std::end(dtypes), [&](const dtype_info& x) { return d == x.name; });
+    if (found == std::end(dtypes)) detail::fail(path_, where + "unknown dtype '" + d + "'");
+    t.type = found->type;
+    if (!v.contains("shape") || !v["shape"].is_array()) detail::fail(path_, where + "missing shape");
+    std::uint64_t elements = 1;
+    for (const auto& s : v["shape"]) {
+      if (!s.is_number_unsigned()) detail::fail(path_, where + "shape entries must be non-negative integers");
+      const std::uint64_t dim = s.get<std::uint64_t>();
+      if (dim != 0 && elements > std::numeric_limits<std::uint64_t>::max() / dim) detail::fail(path_, where + "shape overflows");
+      elements *= dim;
+      t.shape.push_back(dim);
+    }
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
+        !v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
+      detail::fail(path_, where + "data_offsets must be [begin, end]");
+    t.begin = v["data_offsets"][0].get<std::uint64_t>();
+    t.end = v["data_offsets"][1].get<std::uint64_t>();
+    if (t.begin > t.end || t.end > data_size)
+      detail::fail(path_, where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                              "] outside the data section (" + std::to_string(data_size) + " bytes)");
+    if (elements > std::numeric_limits<std::uint64_t>::max() / size_of(t.type) ||
+        elements * size_of(t.type) != t.end - t.begin)
+      detail::fail(path_, where + "shape needs " + std::to_string(elements) + " x " + std::to_string(size_of(t.type)) +
+                              " bytes, data_offsets hold " + std::to_string(t.end - t.begin));
+    return t;
+  }
+
+  std::string path_;
+  std::vector<tensor_info> tensors_;
+  std::map<std::string, std::string> metadata_;
+  int fd_ = -1;
+  const std::uint8_t* base_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint64_t data_ = 0;  // offset of the data section
+};
+
+/// Writes a safetensors file atomically: tensors are added (their bytes copied or kept by
+/// reference while the writer lives), commit() writes a temporary file next to the target
+/// and renames it over the target. Without commit() (an exception on the way), nothing is left.
+class safetensors_writer {
+ public:
+  explicit safetensors_writer(std::string path) : path_(std::move(path)) {}
+
+  /// Adds a tensor whose bytes are copied.
+  void add(const std::string& name, dtype type, std::vector<std::uint64_t> shape, span<const std::uint8_t> data) {
+    std::vector<std::uint8_t> owned(data.begin(), data.end());
+    add_owned(name, type, std::move(shape), std::move(owned));
+  }
+  void add_owned(const std::string& name, dtype type, std::vector<std::uint64_t> shape, std::vector<std::uint8_t> data) {
+    if (name == "__metadata__" || name.empty()) detail::fail(path_, "invalid tensor name '" + name + "'");
+    std::uint64_t elements = 1;
+    for (auto d : shape) elements *= d;
+    if (elements * size_of(type) != data.size())
+      detail::fail(path_, "tensor '" + name + "': shape needs " + std::to_string(elements * size_of(type)) +
+                              " bytes, given " + std::to_string(data.size()));
+    for (const auto& e : entries_)
+      if (e.name == name) detail::fail(path_, "tensor '" + name + "' added twice");
+    entries_.push_back({name, type, std::move(shape), std::move(data)});
+  }
+  void add_f32(const std::string& name, std::vector<std::uint64_t> shape, span<const float> values) {
+    add(name, dtype::f32, std::move(shape),
+        span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(values.data()), values.size() * 4));
+  }
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+
+  /// Writes the file; throws io_error (and leaves no file behind) on failure.
+  void commit() {
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata_.empty()) header["__metadata__"] = metadata_;
+    std::uint64_t offset = 0;
+    for (const auto& e : entries_) {
+      header[e.name] = {{"dtype", name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.data.size()}}};
+      offset += e.data.size();
+    }
+    std::string text = header.dump();
+    while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
+    const std::string tmp = path_ + ".tmp." + std::to_string(::getpid());
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) detail::fail(path_, std::string("cannot create ") + tmp + ": " + std::strerror(errno));
+    bool ok = true;
+    std::uint8_t length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
+    ok = ok && std::fwrite(length, 1, 8, f) == 8;
+    ok = ok && std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    for (const auto& e : entries_) ok = ok && (e.data.empty() || std::fwrite(e.data.data(), 1, e.data.size(), f) == e.data.size());
+    ok = (std::fflush(f) == 0) && ok;
+    ok = (::fsync(::fileno(f)) == 0) && ok;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) {
+      const int err = errno;
+      std::remove(tmp.c_str());
+      detail::fail(path_, std::string("write failed: ") + std::strerror(err));
+    }
+    if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      std::remove(tmp.c_str());
+      detail::fail(path_, std::string("cannot rename the temporary file into place: ") + std::strerror(err));
+    }
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    dtype type;
+    std::vector<std::uint64_t> shape;
+    std::vector<std::uint8_t> data;
+  };
+  std::string path_;
+  std::vector<entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace blockcast::io
