@@ -177,6 +177,9 @@ TEST_CASE("E8M0 codes match the golden table", "[exhaustive][golden]") {
     CHECK(conformance::same_float(bc::detail::float_bits(bc::e8m0::decode(code)),
                                   conformance::hex(t[1])));
     if (code != 0xff) CHECK(bc::e8m0::from_exponent(bc::e8m0::exponent(code)) == code);
+    // the bit-built decode equals the constexpr power-of-two construction
+    CHECK(conformance::same_float(bc::detail::float_bits(bc::e8m0::decode(code)),
+                                  bc::detail::float_bits(bc::e8m0::decode_exact(code))));
     ++rows;
   }
   CHECK(rows == 256);

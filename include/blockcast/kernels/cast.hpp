@@ -79,15 +79,7 @@ struct tensor_casts {
         k::fake_quantize_blocks(in + r * cols + b0 * B, b1 - b0, out + r * cols + b0 * B, ctx,
                                 r * cols + b0 * B);
       });
-      // the tail, as a one-row tensor whose first element has tensor index r * cols + start
-      reference::block_context tail_ctx = ctx;
-      std::uint8_t codes[B];
-      for (std::size_t s = whole * B; s < cols; s += B) {
-        const std::size_t len = std::min(B, cols - s);
-        tail_ctx.first_index = r * cols + s;
-        const std::uint8_t sc = reference::quantize_block<Format>(in + r * cols + s, len, codes, tail_ctx);
-        reference::dequantize_block<Format>(codes, len, sc, ctx.tensor_decode, out + r * cols + s);
-      }
+      k::fake_quantize_tail(in, out, r, whole * B, cols, ctx);
     }
   }
 };

@@ -538,17 +538,23 @@ struct kernels {
   }
 
   static void fake_quantize_rows(const float* in, float* out, std::size_t r0, std::size_t r1,
-                                 std::size_t cols, reference::block_context ctx) {
+                                 std::size_t cols, const reference::block_context& ctx) {
     const std::size_t whole = vectorized ? cols / B : 0;
-    std::uint8_t codes[B];
     for (std::size_t r = r0; r < r1; ++r) {
       fake_quantize_blocks(in + r * cols, whole, out + r * cols, ctx, r * cols);
-      for (std::size_t s = whole * B; s < cols; s += B) {
-        const std::size_t len = std::min(B, cols - s);
-        ctx.first_index = r * cols + s;
-        const std::uint8_t sc = reference::quantize_block<Format>(in + r * cols + s, len, codes, ctx);
-        reference::dequantize_block<Format>(codes, len, sc, ctx.tensor_decode, out + r * cols + s);
-      }
+      fake_quantize_tail(in, out, r, whole * B, cols, ctx);
+    }
+  }
+
+  /// Columns [start, cols) of row r by the reference (start is a block boundary).
+  static void fake_quantize_tail(const float* in, float* out, std::size_t r, std::size_t start,
+                                 std::size_t cols, reference::block_context ctx) {
+    std::uint8_t codes[B];
+    for (std::size_t s = start; s < cols; s += B) {
+      const std::size_t len = std::min(B, cols - s);
+      ctx.first_index = r * cols + s;
+      const std::uint8_t sc = reference::quantize_block<Format>(in + r * cols + s, len, codes, ctx);
+      reference::dequantize_block<Format>(codes, len, sc, ctx.tensor_decode, out + r * cols + s);
     }
   }
 };

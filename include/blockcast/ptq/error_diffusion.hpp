@@ -66,28 +66,18 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   const fmat g = diffusion_weights(model).cast<float>();  // K x r
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
 
-  quantized_matrix<Format> q;
-  q.method = "ed";
-  q.packed = packed_tensor<Format>(m, k);
-  q.packed.set_tensor_scale(ctx.tensor_decode);
-  q.dequantized.resize(w.rows(), w.cols());
-
+  quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
     const Eigen::Index rows = static_cast<Eigen::Index>(r1 - r0);
     fmat carry = fmat::Zero(rows, static_cast<Eigen::Index>(r));  // c, one r-vector per row
-    std::vector<std::vector<std::uint8_t>> codes(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(k));
-    std::vector<std::vector<std::uint8_t>> scales(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(blocks_per_row<Format>(k)));
-    std::vector<reference::block_scale> bs(static_cast<std::size_t>(rows));
+    detail::chunk_codes<Format> out(r1 - r0, k);
     for (std::size_t s = 0; s < k; s += B) {
       const std::size_t len = std::min(B, k - s);
       // the block's scale from the adjusted values with the carry at the block's start
       const fmat adjusted = w.block(static_cast<Eigen::Index>(r0), static_cast<Eigen::Index>(s), rows,
                                     static_cast<Eigen::Index>(len)) +
                             carry * g.middleRows(static_cast<Eigen::Index>(s), static_cast<Eigen::Index>(len)).transpose();
-      for (Eigen::Index i = 0; i < rows; ++i) {
-        bs[static_cast<std::size_t>(i)] = reference::make_block_scale<Format>(reference::amax_bits(adjusted.row(i).data(), len), ctx);
-        scales[static_cast<std::size_t>(i)][s / B] = bs[static_cast<std::size_t>(i)].code;
-      }
+      for (Eigen::Index i = 0; i < rows; ++i) out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx);
       for (std::size_t j = s; j < s + len; ++j) {
         const Eigen::Index jj = static_cast<Eigen::Index>(j);
         const Eigen::VectorXf adjust = carry * g.row(jj).transpose();  // g_j . c per row
@@ -95,10 +85,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
         for (Eigen::Index i = 0; i < rows; ++i) {
           const std::size_t row = r0 + static_cast<std::size_t>(i);
           const float wj = w(static_cast<Eigen::Index>(row), jj);
-          const auto& b = bs[static_cast<std::size_t>(i)];
-          const std::uint8_t c = b.nan ? std::uint8_t{0} : reference::quantize_value<Format>(wj + adjust(i), b, ctx, row * k + j);
-          const float qj = reference::dequantize_value<Format>(c, b, ctx.tensor_decode);
-          codes[static_cast<std::size_t>(i)][j] = c;
+          const float qj = out.quantize(static_cast<std::size_t>(i), j, wj + adjust(i), row * k + j, ctx);
           q.dequantized(static_cast<Eigen::Index>(row), jj) = qj;
           const float e = wj - qj;
           error(i) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
@@ -106,8 +93,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
         carry.noalias() += error * u.row(jj);  // diffuse the error forward
       }
     }
-    for (Eigen::Index i = 0; i < rows; ++i)
-      detail::store_row(q.packed, r0 + static_cast<std::size_t>(i), codes[static_cast<std::size_t>(i)], scales[static_cast<std::size_t>(i)]);
+    out.store(q.packed, r0);
   });
   return q;
 }

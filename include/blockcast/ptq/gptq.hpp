@@ -63,18 +63,11 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
   const std::size_t batch = std::max<std::size_t>(1, (opt.block_columns + B - 1) / B) * B;
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
 
-  quantized_matrix<Format> q;
-  q.method = "gptq";
-  q.packed = packed_tensor<Format>(m, k);
-  q.packed.set_tensor_scale(ctx.tensor_decode);
-  q.dequantized.resize(w.rows(), w.cols());
-
+  quantized_matrix<Format> q = detail::empty_result<Format>(w, "gptq", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
     const Eigen::Index rows = static_cast<Eigen::Index>(r1 - r0);
     Eigen::MatrixXf work = w.middleRows(static_cast<Eigen::Index>(r0), rows);  // updated weights
-    std::vector<std::vector<std::uint8_t>> codes(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(k));
-    std::vector<std::vector<std::uint8_t>> scales(static_cast<std::size_t>(rows), std::vector<std::uint8_t>(blocks_per_row<Format>(k)));
-    std::vector<reference::block_scale> bs(static_cast<std::size_t>(rows));
+    detail::chunk_codes<Format> out(r1 - r0, k);
     for (std::size_t i1 = 0; i1 < k; i1 += batch) {
       const std::size_t i2 = std::min(k, i1 + batch), count = i2 - i1;
       Eigen::MatrixXf err(rows, static_cast<Eigen::Index>(count));
@@ -84,18 +77,14 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
           const std::size_t len = std::min(B, k - j);
           for (Eigen::Index i = 0; i < rows; ++i) {
             const Eigen::VectorXf block = work.row(i).segment(jj, static_cast<Eigen::Index>(len)).transpose();
-            bs[static_cast<std::size_t>(i)] = reference::make_block_scale<Format>(reference::amax_bits(block.data(), len), ctx);
-            scales[static_cast<std::size_t>(i)][j / B] = bs[static_cast<std::size_t>(i)].code;
+            out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx);
           }
         }
         const float d = hinv(jj, jj);
         for (Eigen::Index i = 0; i < rows; ++i) {
           const std::size_t row = r0 + static_cast<std::size_t>(i);
-          const auto& b = bs[static_cast<std::size_t>(i)];
           const float wj = work(i, jj);
-          const std::uint8_t c = b.nan ? std::uint8_t{0} : reference::quantize_value<Format>(wj, b, ctx, row * k + j);
-          const float qj = reference::dequantize_value<Format>(c, b, ctx.tensor_decode);
-          codes[static_cast<std::size_t>(i)][j] = c;
+          const float qj = out.quantize(static_cast<std::size_t>(i), j, wj, row * k + j, ctx);
           q.dequantized(static_cast<Eigen::Index>(row), jj) = qj;
           const float e = (wj - qj) / d;
           err(i, static_cast<Eigen::Index>(j - i1)) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
@@ -111,8 +100,7 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
         work.rightCols(after).noalias() -= err * hinv.block(static_cast<Eigen::Index>(i1), static_cast<Eigen::Index>(i2),
                                                             static_cast<Eigen::Index>(count), after);
     }
-    for (Eigen::Index i = 0; i < rows; ++i)
-      detail::store_row(q.packed, r0 + static_cast<std::size_t>(i), codes[static_cast<std::size_t>(i)], scales[static_cast<std::size_t>(i)]);
+    out.store(q.packed, r0);
   });
   return q;
 }

@@ -54,14 +54,50 @@ reference::block_context weight_context(const matrix_ref& w, cast_options opt) {
   return reference::make_context<Format>(nullptr, 0, opt);
 }
 
-/// Writes one row's codes (one per byte) and scale bytes into the packed tensor.
+/// An empty m x K result of a method, with the tensor scale of its context.
 template <class Format>
-void store_row(packed_tensor<Format>& p, std::size_t r, const std::vector<std::uint8_t>& codes,
-               const std::vector<std::uint8_t>& scales) {
-  auto view = p.mutable_view();
-  blockcast::detail::pack_codes(codes.data(), codes.size(), Format::element_bits, view.row_codes(r));
-  std::copy(scales.begin(), scales.end(), view.row_scales(r));
+quantized_matrix<Format> empty_result(const matrix_ref& w, const char* method, const reference::block_context& ctx) {
+  quantized_matrix<Format> q;
+  q.method = method;
+  q.packed = packed_tensor<Format>(static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
+  q.packed.set_tensor_scale(ctx.tensor_decode);
+  q.dequantized.resize(w.rows(), w.cols());
+  return q;
 }
+
+/// The codes (one per byte) and scale bytes of a chunk of rows, and the block scales in use.
+template <class Format>
+struct chunk_codes {
+  std::vector<std::vector<std::uint8_t>> codes, scales;
+  std::vector<reference::block_scale> block;  // the current block's scale, per row
+
+  chunk_codes(std::size_t rows, std::size_t k)
+      : codes(rows, std::vector<std::uint8_t>(k)), scales(rows, std::vector<std::uint8_t>(blocks_per_row<Format>(k))), block(rows) {}
+
+  /// Starts block b of row i with the scale of its (adjusted or updated) values.
+  void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx) {
+    block[i] = reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
+    scales[i][b] = block[i].code;
+  }
+
+  /// Quantizes value v of row i, column j (tensor index `index`) with the block's scale and
+  /// returns its dequantized value.
+  float quantize(std::size_t i, std::size_t j, float v, std::uint64_t index, const reference::block_context& ctx) {
+    const auto& b = block[i];
+    const std::uint8_t c = b.nan ? std::uint8_t{0} : reference::quantize_value<Format>(v, b, ctx, index);
+    codes[i][j] = c;
+    return reference::dequantize_value<Format>(c, b, ctx.tensor_decode);
+  }
+
+  /// Packs the chunk's rows into rows r0.. of the result.
+  void store(packed_tensor<Format>& p, std::size_t r0) const {
+    auto view = p.mutable_view();
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+      blockcast::detail::pack_codes(codes[i].data(), codes[i].size(), Format::element_bits, view.row_codes(r0 + i));
+      std::copy(scales[i].begin(), scales[i].end(), view.row_scales(r0 + i));
+    }
+  }
+};
 
 }  // namespace detail
 }  // namespace blockcast::ptq
