@@ -6,6 +6,7 @@ blockcast_packages=(
   libxsimd-dev libeigen3-dev            # core and PTQ headers
   catch2 libbenchmark-dev               # tests and benchmarks
   nlohmann-json3-dev libcli11-dev zlib1g-dev  # I/O and the command-line tool
+  dataset-fashion-mnist                 # the demo's test images (and its float-accuracy test)
 )
 
 install_deps() {

@@ -5,10 +5,15 @@
 //   <name>.tensor_scale  F32 [1]                     two-level formats (NVFP4) only: S_dec
 // and described in __metadata__ under "blockcast.<name>" by a JSON object
 //   {"format": "mxfp4", "block_size": 32, "shape": [rows, cols], "method": "ed"}
-// so a reader knows how to decode it.
+// so a reader knows how to decode it. "shape" is the tensor's own shape: a convolution's
+// [out, in, kh, kw] is packed as rows = out, cols = in * kh * kw.
 #pragma once
 
+#include <limits>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,28 +25,92 @@ namespace blockcast::io {
 
 inline std::string quantized_metadata_key(const std::string& name) { return "blockcast." + name; }
 
-/// Adds a packed tensor of a preset format (and its description) to a writer.
+namespace detail {
+// The safetensors entries of a quantized tensor: (name, dtype, shape), codes first.
+struct stored_entry {
+  std::string name;
+  dtype type;
+  std::vector<std::uint64_t> shape;
+};
+
+template <class Format>
+std::vector<stored_entry> quantized_entries(const std::string& name, std::size_t rows, std::size_t cols) {
+  std::vector<stored_entry> e{{name, dtype::u8, {rows, row_code_bytes<Format>(cols)}},
+                              {name + ".scales", dtype::u8, {rows, blocks_per_row<Format>(cols)}}};
+  if constexpr (Format::has_tensor_scale) e.push_back({name + ".tensor_scale", dtype::f32, {1}});
+  return e;
+}
+
+// The __metadata__ description; `shape` is the tensor's own (rows = shape[0], cols = the rest).
+template <class Format>
+std::string quantized_description_json(const std::string& name, const std::vector<std::uint64_t>& shape,
+                                       const std::string& method) {
+  const std::string format_name(preset_name<Format>());
+  if (format_name.empty()) fail(name, "only preset formats can be stored (readers know them by name)");
+  return nlohmann::json{{"format", format_name}, {"block_size", Format::block_size}, {"shape", shape}, {"method", method}}.dump();
+}
+
+inline std::pair<std::size_t, std::size_t> matrix_dims(const std::string& name, const std::vector<std::uint64_t>& shape) {
+  if (shape.size() < 2) fail(name, "a quantized tensor needs at least 2 dimensions (rows = the first)");
+  std::uint64_t cols = 1;
+  for (std::size_t i = 1; i < shape.size(); ++i) {
+    if (shape[i] != 0 && cols > std::numeric_limits<std::uint32_t>::max() / shape[i]) fail(name, "shape overflows");
+    cols *= shape[i];
+  }
+  if (shape[0] > std::numeric_limits<std::uint32_t>::max()) fail(name, "shape overflows");
+  return {static_cast<std::size_t>(shape[0]), static_cast<std::size_t>(cols)};
+}
+}  // namespace detail
+
+/// Adds a packed tensor of a preset format (and its description) to a writer. `shape` is the
+/// tensor's shape when it is not the packed rows x cols (e.g. a convolution's [out, in, kh, kw]).
 template <class Format>
 void add_quantized(safetensors_writer& out, const std::string& name, const packed_tensor<Format>& p,
-                   const std::string& method) {
-  const std::string format_name(preset_name<Format>());
-  if (format_name.empty()) detail::fail(name, "only preset formats can be stored (readers know them by name)");
-  const auto rows = static_cast<std::uint64_t>(p.rows()), cols = static_cast<std::uint64_t>(p.cols());
-  out.add(name, dtype::u8, {rows, static_cast<std::uint64_t>(row_code_bytes<Format>(p.cols()))}, p.codes());
-  out.add(name + ".scales", dtype::u8, {rows, static_cast<std::uint64_t>(blocks_per_row<Format>(p.cols()))}, p.scales());
+                   const std::string& method, std::vector<std::uint64_t> shape = {}) {
+  if (shape.empty()) shape = {p.rows(), p.cols()};
+  if (detail::matrix_dims(name, shape) != std::pair<std::size_t, std::size_t>(p.rows(), p.cols()))
+    detail::fail(name, "shape does not match the packed " + std::to_string(p.rows()) + " x " + std::to_string(p.cols()) + " tensor");
+  const std::string description = detail::quantized_description_json<Format>(name, shape, method);
+  const auto entries = detail::quantized_entries<Format>(name, p.rows(), p.cols());
+  out.add(entries[0].name, entries[0].type, entries[0].shape, p.codes());
+  out.add(entries[1].name, entries[1].type, entries[1].shape, p.scales());
   if constexpr (Format::has_tensor_scale) {
     const float s = p.tensor_scale();
-    out.add_f32(name + ".tensor_scale", {1}, span<const float>(&s, 1));
+    out.add_f32(entries[2].name, entries[2].shape, span<const float>(&s, 1));
   }
-  const nlohmann::json d = {{"format", format_name}, {"block_size", Format::block_size}, {"shape", {rows, cols}}, {"method", method}};
-  out.set_metadata(quantized_metadata_key(name), d.dump());
+  out.set_metadata(quantized_metadata_key(name), description);
+}
+
+/// Streaming form, step 1: declares the tensor's entries and description (before any write).
+template <class Format>
+void declare_quantized(safetensors_stream_writer& out, const std::string& name, const std::vector<std::uint64_t>& shape,
+                       const std::string& method) {
+  const auto [rows, cols] = detail::matrix_dims(name, shape);
+  for (const auto& e : detail::quantized_entries<Format>(name, rows, cols)) out.declare(e.name, e.type, e.shape);
+  out.set_metadata(quantized_metadata_key(name), detail::quantized_description_json<Format>(name, shape, method));
+}
+
+/// Streaming form, step 2: writes the declared tensor's codes, scales (and tensor scale).
+template <class Format>
+void write_quantized(safetensors_stream_writer& out, const std::string& name, const packed_tensor<Format>& p) {
+  out.write(name, p.codes());
+  out.write(name + ".scales", p.scales());
+  if constexpr (Format::has_tensor_scale) {
+    const float s = p.tensor_scale();
+    out.write(name + ".tensor_scale", span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(&s), 4));
+  }
 }
 
 /// What a file says about a quantized tensor (throws io_error if it is not described).
 struct quantized_description {
   std::string format, method;
   std::size_t block_size = 0, rows = 0, cols = 0;
+  std::vector<std::uint64_t> shape;  // the tensor's own shape; rows = shape[0], cols = the rest
 };
+
+inline bool is_quantized(const safetensors_file& f, const std::string& name) {
+  return f.metadata().count(quantized_metadata_key(name)) != 0;
+}
 
 inline quantized_description describe_quantized(const safetensors_file& f, const std::string& name) {
   const auto it = f.metadata().find(quantized_metadata_key(name));
@@ -52,10 +121,14 @@ inline quantized_description describe_quantized(const safetensors_file& f, const
     d.format = j.at("format").get<std::string>();
     d.method = j.value("method", "");
     d.block_size = j.at("block_size").get<std::size_t>();
-    d.rows = j.at("shape").at(0).get<std::size_t>();
-    d.cols = j.at("shape").at(1).get<std::size_t>();
+    d.shape = j.at("shape").get<std::vector<std::uint64_t>>();
   } catch (const nlohmann::json::exception& e) {
     detail::fail(f.path(), "tensor '" + name + "': bad description: " + e.what());
+  }
+  try {
+    std::tie(d.rows, d.cols) = detail::matrix_dims(name, d.shape);
+  } catch (const io_error& e) {
+    detail::fail(f.path(), std::string("bad description: ") + e.what());
   }
   return d;
 }

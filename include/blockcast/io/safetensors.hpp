@@ -278,14 +278,115 @@ class safetensors_file {
   std::uint64_t data_ = 0;  // offset of the data section
 };
 
-/// Writes a safetensors file atomically: tensors are added (their bytes copied or kept by
-/// reference while the writer lives), commit() writes a temporary file next to the target
-/// and renames it over the target. Without commit() (an exception on the way), nothing is left.
+/// Streams a safetensors file with at most one tensor in memory: every tensor is declared
+/// (name, dtype, shape) first, so the header is known, then each one's bytes are written in
+/// declaration order. The bytes go to a temporary file next to the target; commit() checks
+/// that every tensor was written, syncs and renames it into place. Destroyed before commit()
+/// (an exception on the way), it removes the temporary file: nothing is left behind.
+class safetensors_stream_writer {
+ public:
+  explicit safetensors_stream_writer(std::string path)
+      : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {}
+  safetensors_stream_writer(const safetensors_stream_writer&) = delete;
+  safetensors_stream_writer& operator=(const safetensors_stream_writer&) = delete;
+  ~safetensors_stream_writer() { abandon(); }
+
+  const std::string& path() const { return path_; }
+
+  void declare(const std::string& name, dtype type, std::vector<std::uint64_t> shape) {
+    if (file_) detail::fail(path_, "tensor '" + name + "' declared after writing started");
+    if (name == "__metadata__" || name.empty()) detail::fail(path_, "invalid tensor name '" + name + "'");
+    for (const auto& e : entries_)
+      if (e.name == name) detail::fail(path_, "tensor '" + name + "' added twice");
+    std::uint64_t elements = 1;
+    for (auto d : shape) {
+      if (d != 0 && elements > std::numeric_limits<std::uint64_t>::max() / d / size_of(type))
+        detail::fail(path_, "tensor '" + name + "': shape overflows");
+      elements *= d;
+    }
+    entries_.push_back({name, type, std::move(shape), elements * size_of(type)});
+  }
+  void set_metadata(const std::string& key, const std::string& value) {
+    if (file_) detail::fail(path_, "metadata '" + key + "' set after writing started");
+    metadata_[key] = value;
+  }
+
+  /// Writes the next declared tensor, which must be `name`, with exactly its declared size.
+  void write(const std::string& name, span<const std::uint8_t> data) {
+    if (next_ == entries_.size()) detail::fail(path_, "tensor '" + name + "' was not declared");
+    const entry& e = entries_[next_];
+    if (e.name != name) detail::fail(path_, "tensor '" + name + "' written out of order (expected '" + e.name + "')");
+    if (data.size() != e.bytes)
+      detail::fail(path_, "tensor '" + name + "': shape needs " + std::to_string(e.bytes) + " bytes, given " +
+                              std::to_string(data.size()));
+    if (!file_) open_and_write_header();
+    if (!data.empty() && std::fwrite(data.data(), 1, data.size(), file_) != data.size()) fail_errno("write failed");
+    ++next_;
+  }
+
+  /// Finishes the file and renames it into place; throws io_error (leaving nothing) on failure.
+  void commit() {
+    if (next_ != entries_.size())
+      detail::fail(path_, std::to_string(entries_.size() - next_) + " declared tensors were not written (next: '" +
+                              entries_[next_].name + "')");
+    if (!file_) open_and_write_header();
+    bool ok = std::fflush(file_) == 0;
+    ok = (::fsync(::fileno(file_)) == 0) && ok;
+    ok = (std::fclose(std::exchange(file_, nullptr)) == 0) && ok;
+    if (!ok) fail_errno("write failed");
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail_errno("cannot rename the temporary file into place");
+    committed_ = true;
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    dtype type;
+    std::vector<std::uint64_t> shape;
+    std::uint64_t bytes;
+  };
+
+  void open_and_write_header() {
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata_.empty()) header["__metadata__"] = metadata_;
+    std::uint64_t offset = 0;
+    for (const auto& e : entries_) {
+      header[e.name] = {{"dtype", name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes}}};
+      offset += e.bytes;
+    }
+    std::string text = header.dump();
+    while (text.size() % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
+    file_ = std::fopen(tmp_.c_str(), "wb");
+    if (!file_) detail::fail(path_, std::string("cannot create ") + tmp_ + ": " + std::strerror(errno));
+    std::uint8_t length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
+    if (std::fwrite(length, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size())
+      fail_errno("write failed");
+  }
+  [[noreturn]] void fail_errno(const char* what) {
+    const int err = errno;
+    abandon();
+    detail::fail(path_, std::string(what) + ": " + std::strerror(err));
+  }
+  void abandon() noexcept {
+    if (file_) std::fclose(std::exchange(file_, nullptr));
+    if (!committed_) std::remove(tmp_.c_str());
+  }
+
+  std::string path_, tmp_;
+  std::vector<entry> entries_;
+  std::map<std::string, std::string> metadata_;
+  std::size_t next_ = 0;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
+
+/// Writes a small safetensors file atomically from tensors held in memory (the bytes are
+/// copied). For files larger than memory, use safetensors_stream_writer.
 class safetensors_writer {
  public:
   explicit safetensors_writer(std::string path) : path_(std::move(path)) {}
 
-  /// Adds a tensor whose bytes are copied.
   void add(const std::string& name, dtype type, std::vector<std::uint64_t> shape, span<const std::uint8_t> data) {
     std::vector<std::uint8_t> owned(data.begin(), data.end());
     add_owned(name, type, std::move(shape), std::move(owned));
@@ -309,37 +410,11 @@ class safetensors_writer {
 
   /// Writes the file; throws io_error (and leaves no file behind) on failure.
   void commit() {
-    nlohmann::json header = nlohmann::json::object();
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
-    std::uint64_t offset = 0;
-    for (const auto& e : entries_) {
-      header[e.name] = {{"dtype", name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.data.size()}}};
-      offset += e.data.size();
-    }
-    std::string text = header.dump();
-    while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
-    const std::string tmp = path_ + ".tmp." + std::to_string(::getpid());
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) detail::fail(path_, std::string("cannot create ") + tmp + ": " + std::strerror(errno));
-    bool ok = true;
-    std::uint8_t length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
-    ok = ok && std::fwrite(length, 1, 8, f) == 8;
-    ok = ok && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    for (const auto& e : entries_) ok = ok && (e.data.empty() || std::fwrite(e.data.data(), 1, e.data.size(), f) == e.data.size());
-    ok = (std::fflush(f) == 0) && ok;
-    ok = (::fsync(::fileno(f)) == 0) && ok;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) {
-      const int err = errno;
-      std::remove(tmp.c_str());
-      detail::fail(path_, std::string("write failed: ") + std::strerror(err));
-    }
-    if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
-      const int err = errno;
-      std::remove(tmp.c_str());
-      detail::fail(path_, std::string("cannot rename the temporary file into place: ") + std::strerror(err));
-    }
+    safetensors_stream_writer out(path_);
+    for (const auto& [key, value] : metadata_) out.set_metadata(key, value);
+    for (const auto& e : entries_) out.declare(e.name, e.type, e.shape);
+    for (const auto& e : entries_) out.write(e.name, span<const std::uint8_t>(e.data.data(), e.data.size()));
+    out.commit();
   }
 
  private:
