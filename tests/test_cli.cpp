@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: MIT
+// The command-line tool's commands (tools/cli/commands.hpp): a quantized model decodes to
+// exactly what the PTQ layer computes, sharded models map shard for shard, and a failure
+// leaves no output behind.
+#include "cli/commands.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace cli = blockcast::cli;
+namespace io = blockcast::io;
+namespace ptq = blockcast::ptq;
+
+namespace {
+
+std::string fresh_dir() {
+  char tmpl[] = "/tmp/blockcast-cli-test-XXXXXX";
+  const char* d = ::mkdtemp(tmpl);
+  REQUIRE(d != nullptr);
+  return d;
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+ptq::matrix random_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  ptq::matrix m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+void add(io::safetensors_writer& out, const std::string& name, const ptq::matrix& m, std::vector<std::uint64_t> shape) {
+  out.add_f32(name, std::move(shape), blockcast::span<const float>(m.data(), static_cast<std::size_t>(m.size())));
+}
+
+// A small model: a 4-D "convolution", a linear layer with a partial last block, two biases.
+struct toy_model {
+  ptq::matrix conv = random_matrix(8, 36, 1), linear = random_matrix(5, 70, 2), conv_bias = random_matrix(1, 8, 3),
+              linear_bias = random_matrix(1, 5, 4);
+  void write(const std::string& path) const {
+    io::safetensors_writer out(path);
+    add(out, "conv.weight", conv, {8, 4, 3, 3});
+    add(out, "conv.bias", conv_bias, {8});
+    add(out, "fc.weight", linear, {5, 70});
+    add(out, "fc.bias", linear_bias, {5});
+    out.set_metadata("note", "kept");
+    out.commit();
+  }
+  void write_calibration(const std::string& path, bool with_fc = true) const {
+    io::safetensors_writer out(path);
+    add(out, "conv.weight.inputs", random_matrix(200, 36, 5), {200, 36});
+    if (with_fc) add(out, "fc.weight.inputs", random_matrix(300, 70, 6), {300, 70});
+    out.commit();
+  }
+};
+
+std::vector<float> floats(const io::safetensors_file& f, const std::string& name) { return f.to_float(f.find(name)); }
+
+template <class Format>
+std::vector<float> decoded(const io::safetensors_file& f, const std::string& name) {
+  const auto p = io::read_quantized<Format>(f, name);
+  std::vector<float> out(p.rows() * p.cols());
+  blockcast::dequantize(p, out.data());
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const float* b) {
+  return std::memcmp(a.data(), b, a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("cli quantize: RTN, ED and GPTQ tensors decode to exactly what the PTQ layer gives", "[cli]") {
+  const std::string dir = fresh_dir();
+  const toy_model model;
+  model.write(dir + "/model.safetensors");
+  model.write_calibration(dir + "/calib.safetensors");
+  for (const std::string method : {"rtn", "ed", "gptq"}) {
+    cli::quantize_request req;
+    req.input = dir + "/model.safetensors";
+    req.output = dir + "/q-" + method + ".safetensors";
+    req.format = "nvfp4";
+    req.method = method;
+    if (method != "rtn") req.calibration = dir + "/calib.safetensors";
+    const auto reports = cli::quantize_model(req);
+    REQUIRE(reports.size() == 4);
+    CHECK(reports[0].stored == "nvfp4 " + method);
+    CHECK(reports[1].stored == "copied (F32)");
+    CHECK(std::isfinite(reports[0].weight_sqnr_db));
+    CHECK(std::isnan(reports[1].weight_sqnr_db));
+
+    const io::safetensors_file q(req.output);
+    const io::safetensors_file calib(dir + "/calib.safetensors");
+    CHECK(q.metadata().at("note") == "kept");
+    const auto d = io::describe_quantized(q, "conv.weight");
+    CHECK(d.shape == std::vector<std::uint64_t>{8, 4, 3, 3});
+    CHECK(d.method == method);
+    for (const auto& [name, w] : {std::pair<std::string, const ptq::matrix*>{"conv.weight", &model.conv}, {"fc.weight", &model.linear}}) {
+      ptq::quantized_matrix<blockcast::nvfp4> expected;
+      if (method == "rtn") {
+        expected = ptq::rtn<blockcast::nvfp4>(*w);
+      } else {
+        const auto values = floats(calib, name + ".inputs");
+        const ptq::matrix x = Eigen::Map<const ptq::matrix>(values.data(), static_cast<Eigen::Index>(values.size()) / w->cols(), w->cols());
+        expected = method == "ed" ? ptq::error_diffusion<blockcast::nvfp4>(*w, ptq::input_stats::from(x))
+                                  : ptq::gptq<blockcast::nvfp4>(*w, x);
+      }
+      INFO(method << " " << name);
+      CHECK(same_bits(decoded<blockcast::nvfp4>(q, name), expected.dequantized.data()));
+    }
+    CHECK(floats(q, "fc.bias") == floats(io::safetensors_file(req.input), "fc.bias"));
+  }
+}
+
+TEST_CASE("cli quantize: --include and --exclude choose the tensors; dequantize restores shapes", "[cli]") {
+  const std::string dir = fresh_dir();
+  toy_model().write(dir + "/model.safetensors");
+  cli::quantize_request req;
+  req.input = dir + "/model.safetensors";
+  req.output = dir + "/q.safetensors";
+  req.format = "mxfp8_e4m3";
+  req.include = "^fc\\.";
+  cli::quantize_model(req);
+  {
+    const io::safetensors_file q(req.output);
+    CHECK(io::is_quantized(q, "fc.weight"));
+    CHECK_FALSE(io::is_quantized(q, "conv.weight"));
+    CHECK(q.find("conv.weight").type == io::dtype::f32);
+  }
+  req.include = ".*";
+  req.exclude = "conv";
+  cli::quantize_model(req);
+  const io::safetensors_file q(req.output);
+  CHECK(io::is_quantized(q, "fc.weight"));
+  CHECK_FALSE(io::is_quantized(q, "conv.weight"));
+
+  for (const std::string type : {"f32", "bf16"}) {
+    cli::dequantize_request d{req.output, dir + "/d.safetensors", type, 2};
+    cli::dequantize_model(d);
+    const io::safetensors_file out(d.output);
+    CHECK(out.tensors().size() == 4);  // no .scales left
+    CHECK(out.find("fc.weight").shape == std::vector<std::uint64_t>{5, 70});
+    CHECK(out.find("fc.weight").type == (type == "f32" ? io::dtype::f32 : io::dtype::bf16));
+    CHECK(floats(out, "fc.weight") == decoded<blockcast::mxfp8_e4m3>(q, "fc.weight"));  // MXFP8 values are exact in BF16
+    CHECK_FALSE(out.metadata().count("blockcast.fc.weight"));
+  }
+}
+
+TEST_CASE("cli: a sharded model maps shard for shard, with a matching index", "[cli]") {
+  const std::string in = fresh_dir(), out = fresh_dir();
+  const toy_model model;
+  {
+    io::safetensors_writer a(in + "/model-00001-of-00002.safetensors");
+    add(a, "conv.weight", model.conv, {8, 4, 3, 3});
+    add(a, "conv.bias", model.conv_bias, {8});
+    a.commit();
+    io::safetensors_writer b(in + "/model-00002-of-00002.safetensors");
+    add(b, "fc.weight", model.linear, {5, 70});
+    b.commit();
+    std::ofstream index(in + "/model.safetensors.index.json");
+    index << R"({"metadata": {"total_size": 1}, "weight_map": {"conv.weight": "model-00001-of-00002.safetensors",
+      "conv.bias": "model-00001-of-00002.safetensors", "fc.weight": "model-00002-of-00002.safetensors"}})";
+  }
+  cli::quantize_request req;
+  req.input = in + "/model.safetensors.index.json";
+  req.output = out + "/model.safetensors.index.json";
+  std::vector<std::size_t> seen;
+  const auto reports = cli::quantize_model(req, [&](const std::string&, std::size_t done, std::size_t total, std::uint64_t) {
+    CHECK(total == 3);
+    seen.push_back(done);
+  });
+  CHECK(reports.size() == 3);
+  CHECK(seen == std::vector<std::size_t>{0, 1, 2, 3});
+  CHECK(files_in(out) == std::vector<std::string>{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                                   "model.safetensors.index.json"});
+  std::ifstream index_file(req.output);
+  const auto index = nlohmann::json::parse(index_file);
+  CHECK(index.at("weight_map").at("fc.weight.scales") == "model-00002-of-00002.safetensors");
+  CHECK(index.at("weight_map").at("conv.weight") == "model-00001-of-00002.safetensors");
+  CHECK(index.at("weight_map").size() == 5);
+  const io::safetensors_file shard2(out + "/model-00002-of-00002.safetensors");
+  CHECK(same_bits(decoded<blockcast::mxfp4>(shard2, "fc.weight"), ptq::rtn<blockcast::mxfp4>(model.linear).dequantized.data()));
+  std::uint64_t data_bytes = 0;
+  for (const char* shard : {"/model-00001-of-00002.safetensors", "/model-00002-of-00002.safetensors"}) {
+    const io::safetensors_file f(out + shard);
+    for (const auto& t : f.tensors()) data_bytes += t.end - t.begin;
+  }
+  CHECK(index.at("metadata").at("total_size") == data_bytes);
+
+  std::ostringstream listing;
+  cli::inspect_model(req.output, listing);
+  CHECK_THAT(listing.str(), Catch::Contains("3 tensors (2 quantized) in 2 files"));
+
+  const std::string back = fresh_dir();
+  cli::dequantize_model({req.output, back + "/model.safetensors.index.json", "f32", 1});
+  CHECK(files_in(back).size() == 3);
+}
+
+TEST_CASE("cli: a failure leaves no output behind", "[cli]") {
+  const std::string dir = fresh_dir();
+  const toy_model model;
+  model.write(dir + "/model.safetensors");
+  model.write_calibration(dir + "/calib.safetensors", /*with_fc=*/false);
+  cli::quantize_request req;
+  req.input = dir + "/model.safetensors";
+  req.output = dir + "/out.safetensors";
+  req.method = "ed";
+  req.calibration = dir + "/calib.safetensors";
+  // fc.weight has no inputs in the calibration file: the error names the file and tensor
+  CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("calib.safetensors") && Catch::Contains("fc.weight.inputs"));
+  CHECK(files_in(dir) == std::vector<std::string>{"calib.safetensors", "model.safetensors"});
+
+  // the same in the second shard of a sharded model: the first shard's output is removed too
+  const std::string out = fresh_dir();
+  {
+    io::safetensors_writer a(dir + "/a.safetensors");
+    add(a, "conv.weight", model.conv, {8, 36});
+    a.commit();
+    io::safetensors_writer b(dir + "/b.safetensors");
+    add(b, "fc.weight", model.linear, {5, 70});
+    b.commit();
+    std::ofstream index(dir + "/m.index.json");
+    index << R"({"weight_map": {"conv.weight": "a.safetensors", "fc.weight": "b.safetensors"}})";
+  }
+  req.input = dir + "/m.index.json";
+  req.output = out + "/m.index.json";
+  CHECK_THROWS_AS(cli::quantize_model(req), io::io_error);
+  CHECK(files_in(out).empty());
+
+  // wrong calibration shape, unknown format, method without calibration, output kind mismatch
+  model.write_calibration(dir + "/calib.safetensors");
+  req.input = dir + "/model.safetensors";
+  req.output = dir + "/out.safetensors";
+  {
+    io::safetensors_writer c(dir + "/bad_calib.safetensors");
+    add(c, "conv.weight.inputs", random_matrix(10, 35, 7), {10, 35});
+    c.commit();
+  }
+  req.calibration = dir + "/bad_calib.safetensors";
+  CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("has shape 10x35, expected N x 36"));
+  req.calibration.clear();
+  CHECK_THROWS_AS(cli::quantize_model(req), blockcast::invalid_argument);
+  req.method = "rtn";
+  req.format = "mxfp3";
+  CHECK_THROWS_AS(cli::quantize_model(req), blockcast::unknown_format);
+  req.format = "mxfp4";
+  req.output = dir + "/out.index.json";
+  CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("single-file model's output"));
+  req.output = dir + "/out.safetensors";
+  req.include = "([";
+  CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("bad --include/--exclude regex"));
+  CHECK_FALSE(std::ifstream(dir + "/out.safetensors").good());
+}
+
+TEST_CASE("cli: bad sharded indexes are rejected with the file named", "[cli]") {
+  const std::string dir = fresh_dir();
+  const std::pair<const char*, const char*> cases[] = {
+      {"{}", "weight_map"},
+      {"not json", "not a safetensors index"},
+      {R"({"weight_map": {"w": "../escape.safetensors"}})", "outside the index's directory"},
+      {R"({"weight_map": {}})", "lists no shards"},
+      {R"({"weight_map": {"w": 3}})", "not a safetensors index"},
+  };
+  int i = 0;
+  for (const auto& [text, message] : cases) {
+    const std::string path = dir + "/bad" + std::to_string(i++) + ".index.json";
+    std::ofstream(path) << text;
+    cli::quantize_request req;
+    req.input = path;
+    req.output = dir + "/out.index.json";
+    INFO(text);
+    CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains(path) && Catch::Contains(message));
+  }
+}
+
+TEST_CASE("cli formats lists every preset", "[cli]") {
+  std::ostringstream s;
+  cli::list_formats(s);
+  for (const auto& f : blockcast::preset_formats()) CHECK_THAT(s.str(), Catch::Contains(std::string(f.name)));
+}
