@@ -1,16 +1,141 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs, builds (tests as C++17 and C++20, examples,
-# benchmarks, consumer projects) and runs every test.
-set -euo pipefail
+# The whole test suite, in stages; each prints its name, its result and its time, and the run
+# fails if any stage fails. It installs what it needs (Debian 12, apt-get).
+#
+#   main            every target (tests as C++17 and C++20, every ISA, runtime dispatch, the
+#                   CLI, the demo's float accuracy, README code, consumer projects through
+#                   find_package after install / add_subdirectory / -fno-exceptions / C++17)
+#   sanitizers      the test suites again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   release-native  the test suites again in a Release build with -O3 -march=native
+#   threads         the multi-threaded paths under ThreadSanitizer
+#   fuzz            each libFuzzer target (clang) for $BLOCKCAST_FUZZ_SECONDS (60) seconds
+#
+# Usage: scripts/test.sh [stage ...]     (default: every stage; `scripts/test.sh main` is the
+# quick one). Build directories: build, build-asan, build-native, build-tsan, build-fuzz.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_deps
+install_deps || exit 1
 
-build=${BLOCKCAST_BUILD_DIR:-build}
 jobs=$(nproc)
-echo "== configure ($build)"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-echo "== build"
-cmake --build "$build" -j"$jobs"
-echo "== test"
-ctest --test-dir "$build" --output-on-failure -j"$jobs"
+fuzz_seconds=${BLOCKCAST_FUZZ_SECONDS:-60}
+suites=(blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_simd_tests_avx512bw blockcast_simd_tests_sse2
+        blockcast_cli_tests blockcast_cli blockcast_cpu_has)
+
+configure() {  # configure DIR CMAKE-ARGS...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -G Ninja -DBLOCKCAST_BUILD_BENCHMARKS=OFF -DBLOCKCAST_BUILD_EXAMPLES=OFF "$@" >/dev/null
+}
+
+# Runs the test binaries of a partial build directly (one process per suite), then the CLI checks.
+run_suites() {  # run_suites DIR
+  local dir=$1 t
+  for t in blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_cli_tests; do
+    echo "-- $t"
+    "$dir/tests/$t" || return 1
+  done
+  for isa in avx512bw sse2; do
+    if "$dir/tests/blockcast_cpu_has" "$isa"; then
+      echo "-- blockcast_simd_tests_$isa"
+      "$dir/tests/blockcast_simd_tests_$isa" || return 1
+    else
+      echo "-- blockcast_simd_tests_$isa: skipped (no $isa here)"
+    fi
+  done
+  echo "-- cli_test.sh"
+  bash tests/cli_test.sh "$dir/tools/blockcast" examples/fashion_mnist/model.safetensors
+}
+
+stage_main() {
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build build -j"$jobs" &&
+    ctest --test-dir build --output-on-failure -j"$jobs"
+}
+
+stage_sanitizers() {
+  # GCC 12 with sanitizers warns falsely (-Wmaybe-uninitialized) inside libstdc++'s <regex>.
+  local flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+  configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+    -DCMAKE_CXX_FLAGS="$flags -Wno-maybe-uninitialized" -DCMAKE_EXE_LINKER_FLAGS="$flags" &&
+    cmake --build build-asan -j"$jobs" --target "${suites[@]}" &&
+    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1 run_suites build-asan
+}
+
+stage_release_native() {
+  configure build-native -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O3 -march=native -DNDEBUG" &&
+    cmake --build build-native -j"$jobs" --target "${suites[@]}" &&
+    run_suites build-native
+}
+
+stage_threads() {
+  local flags="-fsanitize=thread -fno-omit-frame-pointer"
+  configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+    -DCMAKE_CXX_FLAGS="$flags -Wno-maybe-uninitialized -Wno-tsan" -DCMAKE_EXE_LINKER_FLAGS="$flags" &&
+    cmake --build build-tsan -j"$jobs" --target blockcast_simd_tests_avx512bw blockcast_simd_tests_sse2 \
+      blockcast_ptq_tests_cxx17 blockcast_cli_tests blockcast_cpu_has || return 1
+  local isa=sse2
+  build-tsan/tests/blockcast_cpu_has avx512bw && isa=avx512bw
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+  echo "-- blockcast_simd_tests_$isa [threads]" && "build-tsan/tests/blockcast_simd_tests_$isa" "[threads]" &&
+    echo "-- blockcast_ptq_tests_cxx17 [threads]" && build-tsan/tests/blockcast_ptq_tests_cxx17 "[threads]" &&
+    echo "-- blockcast_cli_tests" && build-tsan/tests/blockcast_cli_tests
+}
+
+stage_fuzz() {
+  install_deps clang libclang-rt-14-dev || return 1
+  CXX=clang++ configure build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLOCKCAST_BUILD_FUZZERS=ON \
+    -DBLOCKCAST_BUILD_TESTS=OFF -DBLOCKCAST_BUILD_TOOLS=OFF -DBLOCKCAST_INSTALL=OFF &&
+    cmake --build build-fuzz -j"$jobs" --target fuzz_quantize fuzz_dequantize fuzz_safetensors fuzz_cli_args || return 1
+  local work status=0 pids=() names=()
+  work=$(mktemp -d)
+  for name in quantize dequantize safetensors cli_args; do
+    # a copy of the seeds as the working corpus (the repository is not modified); findings go to $work
+    cp -r "fuzz/corpus/$name" "$work/$name"
+    (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
+       -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$work/$name.log" 2>&1) &
+    pids+=($!)
+    names+=("$name")
+    if [ ${#pids[@]} -ge "$jobs" ]; then
+      wait "${pids[0]}" || { status=1; echo "fuzz_${names[0]}: FAILED"; tail -n 30 "$work/${names[0]}.log"; }
+      [ $status -eq 0 ] && echo "fuzz_${names[0]}: $(grep -m1 number_of_executed_units "$work/${names[0]}.log" | awk '{print $2}') inputs, no finding"
+      pids=("${pids[@]:1}")
+      names=("${names[@]:1}")
+    fi
+  done
+  for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+      echo "fuzz_${names[$i]}: $(grep -m1 number_of_executed_units "$work/${names[$i]}.log" | awk '{print $2}') inputs, no finding"
+    else
+      status=1
+      echo "fuzz_${names[$i]}: FAILED"
+      tail -n 30 "$work/${names[$i]}.log"
+    fi
+  done
+  [ $status -eq 0 ] && rm -rf "$work" || echo "fuzz findings and logs kept in $work"
+  return $status
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(main sanitizers release-native threads fuzz)
+results=()
+failed=0
+start_all=$SECONDS
+for stage in "${stages[@]}"; do
+  fn="stage_${stage//-/_}"
+  if ! declare -F "$fn" >/dev/null; then
+    echo "scripts/test.sh: unknown stage '$stage' (stages: main sanitizers release-native threads fuzz)" >&2
+    exit 2
+  fi
+  echo
+  echo "===== stage $stage"
+  start=$SECONDS
+  if "$fn"; then result=passed; else result=FAILED; failed=1; fi
+  line=$(printf '%-15s %-7s %4d s' "$stage" "$result" $((SECONDS - start)))
+  echo "===== $line"
+  results+=("$line")
+done
+echo
+echo "===== summary ($((SECONDS - start_all)) s)"
+printf '%s\n' "${results[@]}"
+exit $failed

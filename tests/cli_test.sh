@@ -48,6 +48,7 @@ expect 1 'needs --calibration'          -- quantize "$model" -o "$dir/o.safetens
 expect 1 'no tensor .conv1.weight.inputs.' -- quantize "$model" -o "$dir/o.safetensors" --method gptq --calibration "$model"
 one_line_error quantize "$model" -o "$dir/o.safetensors" --bogus
 one_line_error quantize "$model" -o "$dir/o.safetensors" --method ed
+one_line_error quantize $'--\nhplp'   # regression (fuzz_cli_args): an argument with a newline
 
 printf 'not a safetensors file' >"$dir/junk.safetensors"
 expect 1 "junk.safetensors: .*header"   -- inspect "$dir/junk.safetensors"

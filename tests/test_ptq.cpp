@@ -168,7 +168,7 @@ TEST_CASE("ED at full rank of a small layer matches GPTQ", "[ptq]") {
   CHECK(std::fabs(ed - gp) <= 0.05 * gp);
 }
 
-TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent", "[ptq]", bc::mxfp4, bc::nvfp4, bc::mxint8) {
+TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent", "[ptq][threads]", bc::mxfp4, bc::nvfp4, bc::mxint8) {
   const layer l = make_layer(100, 160, 8, 8);  // 100 rows: not a multiple of the row chunk
   const auto stats = ptq::input_stats::from(l.calibration);
   ptq::ed_options one, many;

@@ -140,13 +140,18 @@ packed_tensor<Format> read_quantized(const safetensors_file& f, const std::strin
   if (d.format != preset_name<Format>() || d.block_size != Format::block_size)
     detail::fail(f.path(), "tensor '" + name + "' is " + d.format + " (blocks of " + std::to_string(d.block_size) +
                                "), not " + std::string(preset_name<Format>()));
-  packed_tensor<Format> p(d.rows, d.cols);
   const auto codes = f.bytes(f.find(name));
   const auto scales = f.bytes(f.find(name + ".scales"));
-  if (codes.size() != p.codes().size() || scales.size() != p.scales().size())
+  // sizes checked before allocating: a corrupt description may claim any shape
+  const std::uint64_t code_row = row_code_bytes<Format>(d.cols), scale_row = blocks_per_row<Format>(d.cols);
+  const bool sizes_match = d.rows == 0 ? codes.size() == 0 && scales.size() == 0
+                                       : codes.size() % d.rows == 0 && codes.size() / d.rows == code_row &&
+                                             scales.size() % d.rows == 0 && scales.size() / d.rows == scale_row;
+  if (!sizes_match)
     detail::fail(f.path(), "tensor '" + name + "': " + std::to_string(codes.size()) + " code and " +
                                std::to_string(scales.size()) + " scale bytes for a " + d.format + " " +
                                std::to_string(d.rows) + " x " + std::to_string(d.cols) + " tensor");
+  packed_tensor<Format> p(d.rows, d.cols);
   std::copy(codes.begin(), codes.end(), p.codes().begin());
   std::copy(scales.begin(), scales.end(), p.scales().begin());
   if constexpr (Format::has_tensor_scale) {

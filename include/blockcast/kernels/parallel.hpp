@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "blockcast/config.hpp"
+
 namespace blockcast::detail {
 
 /// Calls f(begin, end) on `threads` contiguous parts of [0, n) (fewer when n is small; on the
@@ -24,11 +26,15 @@ void parallel_for(std::size_t n, unsigned threads, std::size_t min_per_thread, F
   std::vector<std::exception_ptr> errors(parts);
   workers.reserve(parts - 1);
   auto run = [&](std::size_t p) {
+#if BLOCKCAST_HAS_EXCEPTIONS
     try {
       f(n * p / parts, n * (p + 1) / parts);
     } catch (...) {
       errors[p] = std::current_exception();
     }
+#else
+    f(n * p / parts, n * (p + 1) / parts);  // errors abort (config.hpp)
+#endif
   };
   for (std::size_t p = 1; p < parts; ++p) workers.emplace_back(run, p);
   run(0);

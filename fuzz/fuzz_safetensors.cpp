@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+// The safetensors reader on arbitrary files: it must accept or reject with io_error (or
+// another blockcast::error), never crash, leak or read out of bounds. Accepted files are
+// read through: every float tensor, every quantized tensor decoded.
+#include <blockcast/blockcast.hpp>
+#include <blockcast/io/quantized_tensors.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+using namespace blockcast;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const std::string path = "/tmp/blockcast-fuzz-" + std::to_string(::getpid()) + ".safetensors";
+  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(data, 1, size, f);
+    std::fclose(f);
+  } else {
+    return 0;
+  }
+  try {
+    const io::safetensors_file file(path);
+    for (const auto& t : file.tensors()) {
+      if (t.type == io::dtype::f32 || t.type == io::dtype::f16 || t.type == io::dtype::bf16) file.to_float(t);
+      if (!io::is_quantized(file, t.name)) continue;
+      const auto d = io::describe_quantized(file, t.name);
+      visit_format(d.format, [&](auto tag) {
+        using F = typename decltype(tag)::type;
+        const auto p = io::read_quantized<F>(file, t.name);
+        std::vector<float> out(p.size());
+        dequantize(p, out.data());
+      });
+    }
+  } catch (const blockcast::error&) {
+    // rejected with a message: the expected outcome for most inputs
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+// The command line of `blockcast`, parsed with CLI11 into what to do, without doing it (so
+// the parser can be tested and fuzzed on its own).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+namespace blockcast::cli {
+
+/// Text from the command line made printable on one line (an argument may hold a newline).
+inline std::string one_line(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') out += "\\n";
+    else if (c < 0x20 || c == 0x7f) out += '?';
+    else out += ch;
+  }
+  return out;
+}
+
+struct invocation {
+  enum class command { none, formats, quantize, inspect, dequantize };
+  command what = command::none;
+  quantize_request quantize;
+  dequantize_request dequantize;
+  std::string inspect_path;
+  int exit_code = 0;   // with command::none: 0 after --help, 2 for a usage error
+  std::string text;    // with command::none: the help text, or the one-line error
+};
+
+inline invocation parse_arguments(int argc, const char* const* argv) {
+  invocation r;
+  CLI::App app{"blockcast: block-scaled quantization of safetensors models (MX and NVFP4 formats; RTN, ED, GPTQ)",
+               "blockcast"};
+  app.require_subcommand(1);
+  std::vector<std::string> format_names;
+  for (const auto& f : preset_formats()) format_names.emplace_back(f.name);
+
+  auto* formats = app.add_subcommand("formats", "list the preset formats: bits per value, range, block size");
+
+  auto& q = r.quantize;
+  auto* quantize = app.add_subcommand("quantize", "quantize a model's weight tensors (2-D or more; others are copied)");
+  quantize->add_option("input", q.input, "model.safetensors, or a sharded model's model.safetensors.index.json")
+      ->required()->check(CLI::ExistingFile);
+  quantize->add_option("-o,--output", q.output, "output file (an index.json for a sharded model: shards go next to it)")->required();
+  quantize->add_option("--format", q.format, "element format")->check(CLI::IsMember(format_names))->capture_default_str();
+  quantize->add_option("--method", q.method, "rtn, ed (error diffusion) or gptq")
+      ->check(CLI::IsMember({"rtn", "ed", "gptq"}))->capture_default_str();
+  quantize->add_option("--calibration", q.calibration, "safetensors file with '<weight>.inputs' (N x K layer inputs) for ed and gptq")
+      ->check(CLI::ExistingFile);
+  quantize->add_option("--include", q.include, "quantize only tensors whose name matches this regex")->capture_default_str();
+  quantize->add_option("--exclude", q.exclude, "copy tensors whose name matches this regex unchanged");
+  quantize->add_option("--threads", q.threads, "threads")->check(CLI::Range(1u, 1024u))->capture_default_str();
+
+  auto* inspect = app.add_subcommand("inspect", "list a file's tensors, formats, sizes and compression ratio");
+  inspect->add_option("file", r.inspect_path, "a .safetensors file or a sharded model's index.json")->required()->check(CLI::ExistingFile);
+
+  auto& d = r.dequantize;
+  auto* dequantize = app.add_subcommand("dequantize", "decode quantized tensors back to BF16 or F32");
+  dequantize->add_option("input", d.input, "a quantized .safetensors file or index.json")->required()->check(CLI::ExistingFile);
+  dequantize->add_option("-o,--output", d.output, "output file (an index.json for a sharded model)")->required();
+  dequantize->add_option("--dtype", d.dtype, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
+  dequantize->add_option("--threads", d.threads, "threads")->check(CLI::Range(1u, 1024u))->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    std::ostringstream out, err;
+    r.exit_code = app.exit(e, out, err);
+    r.text = out.str() + err.str();
+    return r;
+  } catch (const CLI::ParseError& e) {
+    r.exit_code = 2;
+    r.text = "blockcast: error: " + one_line(e.what()) + " (see blockcast --help)";
+    return r;
+  }
+  using c = invocation::command;
+  r.what = *formats ? c::formats : *quantize ? c::quantize : *inspect ? c::inspect : *dequantize ? c::dequantize : c::none;
+  return r;
+}
+
+}  // namespace blockcast::cli
