@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// The multi-threaded paths, small enough to run under ThreadSanitizer (scripts/test.sh,
+// stage "threads"): casts split over threads, PTQ split over row chunks and sample parts, and
+// independent calls from many threads at once. Every result must equal the one-thread result.
+#include <blockcast/blockcast.hpp>
+#include <blockcast/ptq.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+namespace bc = blockcast;
+namespace ptq = blockcast::ptq;
+
+namespace {
+
+std::vector<float> values(std::size_t n, unsigned seed, bool with_nan = true) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 9) - 4));
+  if (with_nan) v[n / 3] = NAN;
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+template <class Format>
+struct cast_result {
+  bc::packed_tensor<Format> packed;
+  std::vector<float> fake, decoded;
+  std::vector<std::uint16_t> bf16;
+};
+
+template <class Format>
+cast_result<Format> casts(const std::vector<float>& x, std::size_t rows, std::size_t cols, const bc::cast_options& opt) {
+  cast_result<Format> r{bc::quantize<Format>(x.data(), rows, cols, opt), std::vector<float>(x.size()),
+                        std::vector<float>(x.size()), std::vector<std::uint16_t>(x.size())};
+  bc::fake_quantize<Format>(x.data(), r.fake.data(), rows, cols, opt);
+  bc::dequantize(r.packed, r.decoded.data(), opt);
+  bc::dequantize_bf16(r.packed, r.bf16.data(), opt);
+  return r;
+}
+
+template <class Format>
+bool same(const cast_result<Format>& a, const cast_result<Format>& b) {
+  return std::equal(a.packed.codes().begin(), a.packed.codes().end(), b.packed.codes().begin()) &&
+         std::equal(a.packed.scales().begin(), a.packed.scales().end(), b.packed.scales().begin()) &&
+         a.packed.tensor_scale() == b.packed.tensor_scale() && same_bits(a.fake, b.fake) &&
+         same_bits(a.decoded, b.decoded) && a.bf16 == b.bf16;
+}
+
+using presets = std::tuple<bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2, bc::mxfp6_e2m3, bc::mxfp4, bc::mxint8, bc::nvfp4>;
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("casts split over threads equal one thread", "[threads]", presets) {
+  const std::size_t rows = 37, cols = 1000;  // rows and a partial last block per row
+  const auto x = values(rows * cols, 1);
+  for (auto round : {bc::rounding::nearest_even, bc::rounding::stochastic}) {
+    bc::cast_options opt;
+    opt.round = round;
+    const auto one = casts<TestType>(x, rows, cols, opt);
+    for (unsigned threads : {2u, 3u, 5u}) {
+      opt.threads = threads;
+      INFO("threads " << threads);
+      CHECK(same(casts<TestType>(x, rows, cols, opt), one));
+      CHECK(same(casts<TestType>(x, 1, rows * cols, opt), casts<TestType>(x, 1, rows * cols, bc::cast_options{})) ==
+            (round == bc::rounding::nearest_even));  // stochastic: opt.round differs from the default
+    }
+  }
+}
+
+TEST_CASE("independent calls from many threads at once", "[threads]") {
+  const auto x = values(64 * 512, 2);
+  const auto expected = casts<bc::nvfp4>(x, 64, 512, {});
+  std::vector<char> ok(4, 0);
+  std::vector<std::thread> pool;
+  for (std::size_t t = 0; t < ok.size(); ++t)
+    pool.emplace_back([&, t] {
+      bc::cast_options opt;
+      opt.threads = 1 + static_cast<unsigned>(t % 2);  // some calls split again
+      bool all = true;
+      for (int i = 0; i < 3; ++i) all = all && same(casts<bc::nvfp4>(x, 64, 512, opt), expected);
+      all = all && bc::find_format("mxfp4").block_size == 32;  // the preset table, shared
+      ok[t] = all;
+    });
+  for (auto& t : pool) t.join();
+  CHECK(ok == std::vector<char>(ok.size(), 1));
+}
+
+TEST_CASE("PTQ split over threads equals one thread", "[threads]") {
+  const auto wv = values(70 * 96, 3, false), xv = values(300 * 96, 4, false);
+  ptq::matrix w = Eigen::Map<const ptq::matrix>(wv.data(), 70, 96);
+  ptq::matrix x = Eigen::Map<const ptq::matrix>(xv.data(), 300, 96).cwiseAbs();
+  const auto stats1 = ptq::input_stats::from(x, 32, 0, 1), stats3 = ptq::input_stats::from(x, 32, 0, 3);
+  CHECK(stats1.model().U == stats3.model().U);
+  ptq::ed_options e1, e3;
+  e3.cast.threads = 3;
+  CHECK(ptq::error_diffusion<bc::mxfp4>(w, stats1, e1).dequantized == ptq::error_diffusion<bc::mxfp4>(w, stats1, e3).dequantized);
+  ptq::gptq_options g1, g3;
+  g3.cast.threads = 3;
+  CHECK(ptq::gptq<bc::nvfp4>(w, x, g1).dequantized == ptq::gptq<bc::nvfp4>(w, x, g3).dequantized);
+  bc::cast_options c3;
+  c3.threads = 3;
+  CHECK(ptq::rtn<bc::mxint8>(w).dequantized == ptq::rtn<bc::mxint8>(w, c3).dequantized);
+}
