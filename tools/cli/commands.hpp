@@ -206,18 +206,22 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
     return is_float(t.type) && t.shape.size() >= 2 && t.elements() > 0 && std::regex_search(t.name, include) &&
            !(req.exclude.size() && std::regex_search(t.name, exclude)) && !io::is_quantized(in, t.name);
   };
+  std::vector<bool> quantized;
+  for (const auto& t : in.tensors()) quantized.push_back(selected(t));
   io::safetensors_stream_writer out(out_path);
   for (const auto& [key, value] : in.metadata()) out.set_metadata(key, value);
-  for (const auto& t : in.tensors()) {
-    if (selected(t)) io::declare_quantized<Format>(out, t.name, t.shape, req.method);
+  for (std::size_t i = 0; i < in.tensors().size(); ++i) {
+    const auto& t = in.tensors()[i];
+    if (quantized[i]) io::declare_quantized<Format>(out, t.name, t.shape, req.method);
     else out.declare(t.name, t.type, t.shape);
   }
-  for (const auto& t : in.tensors()) {
+  for (std::size_t i = 0; i < in.tensors().size(); ++i) {
+    const auto& t = in.tensors()[i];
     if (progress) progress(t.name, done, total, values_done);
     tensor_report r{t.name, shape_text(t.shape), std::string("copied (") + io::name(t.type) + ")",
                     static_cast<std::size_t>(t.elements())};
     const auto start = std::chrono::steady_clock::now();
-    if (!selected(t)) {
+    if (!quantized[i]) {
       out.write(t.name, in.bytes(t));
     } else {
       const auto [rows, cols] = io::detail::matrix_dims(t.name, t.shape);
