@@ -2,7 +2,7 @@
 # The demo: installs what it needs, builds the Fashion-MNIST example and runs it: the
 # committed CNN quantized to every format with RTN, ED and GPTQ, evaluated on the 10,000 test
 # images. Prints the table, writes the chart (docs/fashion_mnist.svg) and a calibration file
-# for the command-line tool (build/fashion_mnist.calibration.safetensors). Extra arguments go
+# for the command-line tool (build-demo/fashion_mnist.calibration.safetensors). Extra arguments go
 # to the demo (--help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."

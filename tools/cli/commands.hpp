@@ -165,6 +165,15 @@ void map_model(const std::string& input, const std::string& output, Convert conv
   pending.commit();
 }
 
+// The scale entries stored beside a file's quantized tensors ("<name>.scales",
+// "<name>.tensor_scale"): parts of those tensors, not tensors of their own.
+inline std::set<std::string> companion_names(const io::safetensors_file& f) {
+  std::set<std::string> names;
+  for (const auto& t : f.tensors())
+    if (io::is_quantized(f, t.name)) names.insert({t.name + ".scales", t.name + ".tensor_scale"});
+  return names;
+}
+
 // The calibration inputs of weight `name` (N x cols), from "<name>.inputs".
 inline ptq::matrix calibration_inputs(const io::safetensors_file& calib, const std::string& name, std::size_t cols) {
   const std::string key = name + ".inputs";
@@ -282,13 +291,10 @@ inline void dequantize_model(const dequantize_request& req) {
     blockcast::detail::fail<invalid_argument>("unknown dtype '" + req.dtype + "' (known: bf16, f32)");
   detail::map_model(req.input, req.output, [&](const std::string& in_path, const std::string& out_path) {
     const io::safetensors_file in(in_path);
-    std::set<std::string> companions;  // "<name>.scales", "<name>.tensor_scale" of quantized tensors
+    const std::set<std::string> companions = detail::companion_names(in);
     std::map<std::string, io::quantized_description> quantized;
     for (const auto& t : in.tensors())
-      if (io::is_quantized(in, t.name)) {
-        quantized[t.name] = io::describe_quantized(in, t.name);
-        companions.insert({t.name + ".scales", t.name + ".tensor_scale"});
-      }
+      if (io::is_quantized(in, t.name)) quantized[t.name] = io::describe_quantized(in, t.name);
     const io::dtype type = req.dtype == "bf16" ? io::dtype::bf16 : io::dtype::f32;
     io::safetensors_stream_writer out(out_path);
     for (const auto& [key, value] : in.metadata())
@@ -337,9 +343,7 @@ inline void inspect_model(const std::string& path, std::ostream& os) {
   for (const auto& shard : files.shards) {
     const io::safetensors_file f(detail::shard_path(files, shard));
     if (files.shards.size() > 1) os << "-- " << shard << "\n";
-    std::set<std::string> companions;
-    for (const auto& t : f.tensors())
-      if (io::is_quantized(f, t.name)) companions.insert({t.name + ".scales", t.name + ".tensor_scale"});
+    const std::set<std::string> companions = detail::companion_names(f);
     for (const auto& t : f.tensors()) {
       if (companions.count(t.name)) continue;
       ++tensors;
