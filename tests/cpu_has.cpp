@@ -15,6 +15,13 @@ int main(int argc, char** argv) {
   else if (!std::strcmp(isa, "sse4.2")) has = a.sse4_2;
   else if (!std::strcmp(isa, "avx2")) has = a.avx2 && a.fma3_avx2;
   else if (!std::strcmp(isa, "avx512bw")) has = a.avx512bw && a.avx512dq && a.avx512cd;
+  else if (!std::strcmp(isa, "avx512vbmi")) {
+#if defined(__x86_64__) || defined(__i386__)
+    // xsimd 8.1 does not know VBMI: the compiler's CPU model does
+    __builtin_cpu_init();
+    has = a.avx512bw && a.avx512dq && a.avx512cd && __builtin_cpu_supports("avx512vbmi");
+#endif
+  }
   else if (!std::strcmp(isa, "neon")) has = a.neon;
   if (!has) std::printf("this CPU lacks %s: skipped\n", isa);
   return has ? 0 : 77;

@@ -138,6 +138,36 @@ TEMPLATE_LIST_TEST_CASE("SIMD equals the reference on matrices, without and with
   }
 }
 
+TEMPLATE_LIST_TEST_CASE("SIMD equals the reference for every FP32 sign, exponent and top mantissa bits",
+                        "[simd][exhaustive]", formats) {
+  // Every 16-bit head of an FP32 value (sign, exponent, 7 mantissa bits: every grid point, tie
+  // and saturation boundary of every element lies among them) with tails 0, 1, half, half+1
+  // and all ones, i.e. at, beside and between the ties. Each block starts with an anchor that
+  // fixes its scale, so the same values are seen as block maxima and as small elements.
+  constexpr std::size_t B = TestType::block_size;
+  const std::uint32_t tails[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff};
+  const float anchors[] = {1.0f, 7.5f, 448.0f, 0x1p-130f, 0x1p100f};
+  for (float anchor : anchors) {
+    std::vector<float> x;
+    for (std::uint32_t tail : tails)
+      for (std::uint32_t head = 0; head < 0x10000; ++head) {
+        if (x.size() % B == 0) x.push_back(anchor);
+        const float v = bc::detail::bits_float(head << 16 | tail);
+        x.push_back(std::isfinite(v) && std::fabs(v) <= anchor ? v : -anchor * 0.75f);
+      }
+    x.resize((x.size() + B - 1) / B * B, 0.0f);
+    for (auto round : {bc::rounding::nearest_even, bc::rounding::toward_zero})
+      for (auto rule : {bc::scale_rule::ocp_floor, bc::scale_rule::rceil}) {
+        bc::cast_options opt;
+        opt.round = round;
+        opt.scale_rule = rule;
+        INFO("anchor " << anchor << " rounding " << int(round) << " rule " << int(rule));
+        check_equal<TestType>(x.data(), 1, x.size(), opt);      // whole groups of blocks
+        check_equal<TestType>(x.data(), x.size() / B, B, opt);  // one block per row
+      }
+  }
+}
+
 TEMPLATE_LIST_TEST_CASE("results are identical for every thread count", "[simd][threads]", formats) {
   const std::size_t n = (std::size_t{1} << 18) + 77;  // big enough to be split
   const auto data = test_data(n, 3, true);
