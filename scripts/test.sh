@@ -20,10 +20,10 @@ install_deps || exit 1
 jobs=$(nproc)
 fuzz_seconds=${BLOCKCAST_FUZZ_SECONDS:-60}
 # The suites the sanitizer and -march=native stages rebuild: the core, PTQ + I/O, threads, CLI
-# commands, and SIMD at the widest ISA (a sanitizer build of every target would take 25 min
+# commands, and SIMD at the two widest ISAs (a sanitizer build of every target would take 25 min
 # here; the CLI's argument parsing runs under ASan+UBSan in the fuzz stage).
 suites=(blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_thread_tests blockcast_cli_tests
-        blockcast_simd_tests_avx512bw blockcast_cpu_has)
+        blockcast_simd_tests_avx512bw blockcast_simd_tests_avx512vbmi blockcast_cpu_has)
 
 configure() {  # configure DIR CMAKE-ARGS...
   local dir=$1
@@ -38,12 +38,14 @@ run_suites() {  # run_suites DIR
     echo "-- $t"
     "$dir/tests/$t" || return 1
   done
-  if "$dir/tests/blockcast_cpu_has" avx512bw; then
-    echo "-- blockcast_simd_tests_avx512bw"
-    "$dir/tests/blockcast_simd_tests_avx512bw" || return 1
-  else
-    echo "-- blockcast_simd_tests_avx512bw: skipped (no AVX-512 here; the core suite ran at the native ISA)"
-  fi
+  for t in avx512bw avx512vbmi; do  # the VBMI suite adds the E2M1 table-lookup kernel
+    if "$dir/tests/blockcast_cpu_has" $t; then
+      echo "-- blockcast_simd_tests_$t"
+      "$dir/tests/blockcast_simd_tests_$t" || return 1
+    else
+      echo "-- blockcast_simd_tests_$t: skipped (not on this CPU; the core suite ran at the native ISA)"
+    fi
+  done
 }
 
 stage_main() {
