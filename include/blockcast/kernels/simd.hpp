@@ -357,7 +357,7 @@ struct kernels {
   BLOCKCAST_INLINE static void prefetch_block(const float* x) {
     constexpr std::size_t distance = 1024, line = 64 / sizeof(float);
     // an address, not a pointer: the lines ahead may lie past the end of the input
-    const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(x + 0) + distance * sizeof(float);
+    const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(x) + distance * sizeof(float);
     for (std::size_t i = 0; i < B; i += line) __builtin_prefetch(reinterpret_cast<const void*>(ahead + i * sizeof(float)));
   }
 

@@ -388,9 +388,9 @@ BLOCKCAST_INLINE void load_codes(const std::uint8_t* in, std::size_t count, i32<
 
 // ---- FP4 E2M1 blocks with one rounding, one table lookup and one byte gather -------------
 //
-// The generic kernel spends about 13 vector operations per 16 values on rounding, saturation,
-// sign and narrowing. For E2M1 under round-to-nearest-even, AVX-512 VBMI does it in 9 and
-// packs two vectors in 3 more:
+// The generic kernel spends about 13 vector operations per 16 values on scaling, rounding,
+// saturation and sign, and 3 more on narrowing. For E2M1 under round-to-nearest-even, AVX-512
+// VBMI does all of it in 9, and one more permute gathers a block's 16 bytes:
 //   1. s = q + C in one fused multiply-add, C = sign(q) * max(2^E(q), 1) * 2^22 (x1.5 in even
 //      lanes): C's ulp is the grid step of q's binade, so the addition rounds q onto the grid
 //      (ties to even) and the low bits of s hold the step count k <= 4.
