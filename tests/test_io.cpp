@@ -113,7 +113,7 @@ TEST_CASE("corrupt files are rejected with errors naming what is wrong", "[io][e
       {"unknown dtype", R"({"t":{"dtype":"F12","shape":[2],"data_offsets":[0,8]}})", 8, -1, "unknown dtype 'F12'"},
       {"missing dtype", R"({"t":{"shape":[2],"data_offsets":[0,8]}})", 8, -1, "missing dtype"},
       {"negative shape", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, -1, "non-negative"},
-      {"shape and size differ", R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, -1, "shape needs 3 x 4 bytes"},
+      {"shape and size differ", R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, -1, "shape needs 12 bytes, data_offsets hold 8"},
       {"offsets beyond the data", R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4, -1, "outside the data section"},
       {"offsets reversed", R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8, -1, "outside the data section"},
       {"overlapping tensors", "{" + t + R"(,"u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8, -1, "overlaps"},

@@ -13,17 +13,9 @@
 
 namespace blockcast::cli {
 
-/// Text from the command line made printable on one line (an argument may hold a newline).
-inline std::string one_line(const std::string& text) {
-  std::string out;
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\n') out += "\\n";
-    else if (c < 0x20 || c == 0x7f) out += '?';
-    else out += ch;
-  }
-  return out;
-}
+/// Text from the command line or a file made printable on one line (an argument may hold a
+/// newline, a tensor name an escape sequence).
+inline std::string one_line(const std::string& text) { return io::printable(text, 4096); }
 
 struct invocation {
   enum class command { none, formats, quantize, inspect, dequantize };

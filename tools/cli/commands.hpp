@@ -3,10 +3,12 @@
 // can call it: quantize / dequantize whole models (one safetensors file, or a sharded model
 // through its model.safetensors.index.json), inspect files, list formats.
 //
-// Streaming: a tensor is read from the memory-mapped input, converted, written and dropped
-// before the next, so peak memory is about one tensor (plus its calibration inputs), not the
-// model. Outputs are atomic: every file is written under a temporary name and renamed into
-// place only when all of them (every shard, then the index) are complete.
+// Streaming: a tensor is read from the memory-mapped input in slices of rows, converted and
+// written (pipeline.hpp), so peak memory is a few slices plus the calibration inputs, not the
+// tensor or the model. Outputs are all or nothing (io/output_set.hpp): every file is staged
+// and all of them (every shard, then the index) are renamed into place together, or none.
+// No output may be one of the run's input files (compared by inode, not by name), except a
+// single file replaced by its own quantized version.
 #pragma once
 
 #include <Eigen/Dense>
@@ -21,13 +23,17 @@
 #include <ostream>
 #include <regex>
 #include <set>
+#include <sys/stat.h>
 #include <string>
 #include <vector>
 
 #include "blockcast/blockcast.hpp"
+#include "blockcast/io/model_files.hpp"
+#include "blockcast/io/output_set.hpp"
 #include "blockcast/io/quantized_tensors.hpp"
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
+#include "pipeline.hpp"
 
 namespace blockcast::cli {
 
@@ -47,8 +53,9 @@ struct dequantize_request {
 /// One line of the quantize summary.
 struct tensor_report {
   std::string name, shape, stored;  // stored: "mxfp4 ed", or "copied (F32)"
+  bool quantized = false, calibrated = false;
   std::size_t values = 0;
-  double seconds = 0, weight_sqnr_db = NAN, output_sqnr_db = NAN;
+  double seconds = 0, weight_sqnr_db = NAN, output_sqnr_db = NAN;  // NaN: none (not quantized, or NaN/Inf in it)
 };
 
 /// Progress callbacks: (tensor name, tensors done, tensors in all, values done so far).
@@ -56,14 +63,6 @@ using progress_fn = std::function<void(const std::string&, std::size_t, std::siz
 
 namespace detail {
 
-inline bool is_index(const std::string& path) {
-  const std::string suffix = ".index.json";
-  return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-inline std::string directory_of(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 inline std::string shape_text(const std::vector<std::uint64_t>& shape) {
   std::string s;
   for (auto d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
@@ -71,184 +70,170 @@ inline std::string shape_text(const std::vector<std::uint64_t>& shape) {
 }
 inline bool is_float(io::dtype t) { return t == io::dtype::f32 || t == io::dtype::f16 || t == io::dtype::bf16; }
 
-// A model on disk: one file, or shards listed by an index.
-struct model_files {
-  std::vector<std::string> shards;  // file names relative to dir
-  std::string dir;
-  nlohmann::json index;             // the index (sharded models only)
-};
+// The longest tensor name --include/--exclude are matched against: std::regex backtracks with
+// recursion, so a hostile name of unbounded length would overflow the stack.
+inline constexpr std::size_t max_matched_name = 1024;
 
-inline model_files open_model(const std::string& path) {
-  if (!is_index(path)) return {{path}, "", nlohmann::json()};
-  std::ifstream in(path);
-  if (!in) io::detail::fail(path, "cannot open");
-  model_files m{{}, directory_of(path), nlohmann::json()};
-  try {
-    m.index = nlohmann::json::parse(in);
-    for (const auto& [tensor, file] : m.index.at("weight_map").items()) {
-      const std::string name = file.get<std::string>();
-      if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-        io::detail::fail(path, "weight_map['" + tensor + "'] names a file outside the index's directory: '" + name + "'");
-      if (std::find(m.shards.begin(), m.shards.end(), name) == m.shards.end()) m.shards.push_back(name);
+// Whether two paths name the same directory entry (the same name in the same directory), not
+// only the same file: a hard link or a symlink to the input is another entry.
+inline bool same_entry(const std::string& a, const std::string& b) {
+  struct stat da {}, db {}, la {}, lb {};
+  return io::file_name_of(a) == io::file_name_of(b) && ::stat(io::directory_of(a).c_str(), &da) == 0 &&
+         ::stat(io::directory_of(b).c_str(), &db) == 0 && da.st_dev == db.st_dev && da.st_ino == db.st_ino &&
+         ::lstat(a.c_str(), &la) == 0 && ::lstat(b.c_str(), &lb) == 0 && !S_ISLNK(la.st_mode) && !S_ISLNK(lb.st_mode);
+}
+
+// Refuses outputs that are (by inode, whatever their names) one of the run's input files:
+// the input itself is allowed only for a single file replaced atomically by its new version.
+// An output that exists must be a regular file.
+inline void check_outputs(const io::model_files& in, const std::string& output, const std::vector<std::string>& other_inputs) {
+  if (in.sharded != io::is_index_path(output))
+    io::detail::fail(output, in.sharded ? "a sharded model's output must be an index (.../model.safetensors.index.json)"
+                                        : "a single-file model's output must be a .safetensors file, not an index");
+  std::vector<std::pair<std::string, struct stat>> inputs;
+  auto add_input = [&](const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) inputs.emplace_back(path, st);
+  };
+  add_input(in.path);
+  for (std::size_t i = 0; in.sharded && i < in.shards.size(); ++i) add_input(in.shard_path(i));
+  for (const auto& p : other_inputs) add_input(p);
+  std::vector<std::string> outputs{output};
+  const std::string out_dir = io::directory_of(output);
+  for (const auto& shard : in.sharded ? in.shards : std::vector<std::string>{}) outputs.push_back(out_dir + "/" + shard);
+  for (const auto& out : outputs) {
+    struct stat st {};
+    if (::stat(out.c_str(), &st) != 0) continue;
+    if (!S_ISREG(st.st_mode)) io::detail::fail(output, "'" + io::printable(out) + "' exists and is not a regular file");
+    for (const auto& [path, id] : inputs) {
+      if (st.st_dev != id.st_dev || st.st_ino != id.st_ino) continue;
+      if (!in.sharded && out == output && path == in.path && same_entry(output, in.path)) continue;  // replaced by its new version
+      io::detail::fail(output, "writing it would overwrite the input file '" + io::printable(path) +
+                                   "' (refused: choose an output that is not one of the input files)");
     }
-  } catch (const nlohmann::json::exception& e) {
-    io::detail::fail(path, std::string("not a safetensors index (needs a weight_map of tensor -> file): ") + e.what());
   }
-  if (m.shards.empty()) io::detail::fail(path, "the index lists no shards");
-  return m;
-}
-inline std::string shard_path(const model_files& m, const std::string& shard) {
-  return m.dir.empty() ? shard : m.dir + "/" + shard;
 }
 
-// Output files written under "<path>.partial" and renamed into place together by commit();
-// removed if commit() is never reached.
-class pending_outputs {
- public:
-  pending_outputs() = default;
-  pending_outputs(const pending_outputs&) = delete;
-  pending_outputs& operator=(const pending_outputs&) = delete;
-  ~pending_outputs() {
-    if (!committed_)
-      for (const auto& p : paths_) std::remove((p + ".partial").c_str());
-  }
-  std::string add(const std::string& path) {
-    paths_.push_back(path);
-    return path + ".partial";
-  }
-  void commit() {
-    for (const auto& p : paths_)
-      if (std::rename((p + ".partial").c_str(), p.c_str()) != 0)
-        io::detail::fail(p, std::string("cannot rename the finished output into place: ") + std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::vector<std::string> paths_;
-  bool committed_ = false;
-};
-
-// Runs convert(input shard, output path) over every file of a model, then writes the
-// output index (sharded models) mapping every output tensor to its shard.
+// Runs convert(input shard, staged output path, label) over every file of a model into an
+// all-or-nothing output set, then writes the output index (sharded models) mapping every
+// output tensor to its shard. `other_inputs` (calibration) may not be overwritten either.
 template <class Convert>
-void map_model(const std::string& input, const std::string& output, Convert convert) {
-  const model_files in = open_model(input);
-  if (is_index(input) != is_index(output))
-    io::detail::fail(output, is_index(input) ? "a sharded model's output must be an index (…/model.safetensors.index.json)"
-                                             : "a single-file model's output must be a .safetensors file, not an index");
-  pending_outputs pending;
-  if (!is_index(input)) {
-    convert(input, pending.add(output));
-    pending.commit();
+void map_model(const io::model_files& in, const std::string& output, const std::vector<std::string>& other_inputs,
+               Convert convert) {
+  check_outputs(in, output, other_inputs);
+  io::output_set set(io::directory_of(output), io::file_name_of(output), output);
+  if (!in.sharded) {
+    convert(in.path, set.stage(io::file_name_of(output)), output);
+    set.commit();
     return;
   }
-  const std::string out_dir = directory_of(output);
+  const std::string out_dir = io::directory_of(output);
   nlohmann::json weight_map = nlohmann::json::object();
   std::uint64_t total = 0;
-  for (const auto& shard : in.shards) {
-    const std::string partial = pending.add(out_dir + "/" + shard);
-    convert(shard_path(in, shard), partial);
-    const io::safetensors_file written(partial);
+  for (std::size_t i = 0; i < in.shards.size(); ++i) {
+    const std::string staged = set.stage(in.shards[i]);
+    convert(in.shard_path(i), staged, out_dir + "/" + in.shards[i]);
+    const io::safetensors_file written(staged);
     for (const auto& t : written.tensors()) {
-      weight_map[t.name] = shard;
+      weight_map[t.name] = in.shards[i];
       total += t.end - t.begin;
     }
   }
-  nlohmann::json index = {{"metadata", in.index.value("metadata", nlohmann::json::object())}, {"weight_map", weight_map}};
+  nlohmann::json index = {{"metadata", in.metadata}, {"weight_map", weight_map}};
   index["metadata"]["total_size"] = total;
-  const std::string partial = pending.add(output);
-  {
-    std::ofstream out(partial);
-    out << index.dump(2) << "\n";
-    if (!out.flush()) io::detail::fail(output, "cannot write the index");
-  }
-  pending.commit();
+  set.put_text(io::file_name_of(output), index.dump(2) + "\n");
+  set.commit();
 }
 
-// The scale entries stored beside a file's quantized tensors ("<name>.scales",
-// "<name>.tensor_scale"): parts of those tensors, not tensors of their own.
-inline std::set<std::string> companion_names(const io::safetensors_file& f) {
-  std::set<std::string> names;
-  for (const auto& t : f.tensors())
-    if (io::is_quantized(f, t.name)) names.insert({t.name + ".scales", t.name + ".tensor_scale"});
-  return names;
-}
-
-// The calibration inputs of weight `name` (N x cols), from "<name>.inputs".
+// The calibration inputs of weight `name` (N x cols), from "<name>.inputs", checked finite.
 inline ptq::matrix calibration_inputs(const io::safetensors_file& calib, const std::string& name, std::size_t cols) {
   const std::string key = name + ".inputs";
   if (!calib.contains(key))
-    io::detail::fail(calib.path(), "no tensor '" + key + "' (ED and GPTQ need each quantized weight's layer inputs, N x " +
+    io::detail::fail(calib.path(), "no tensor " + io::in_quotes(key) + " (ED and GPTQ need each quantized weight's layer inputs, N x " +
                                        std::to_string(cols) + ")");
   const auto& t = calib.find(key);
-  if (t.shape.size() != 2 || t.shape[1] != cols || t.shape[0] == 0)
-    io::detail::fail(calib.path(), "tensor '" + key + "' has shape " + shape_text(t.shape) + ", expected N x " +
-                                       std::to_string(cols) + " (N >= 1 samples of the weight's input)");
+  if (!is_float(t.type) || t.shape.size() != 2 || t.shape[1] != cols || t.shape[0] == 0)
+    io::detail::fail(calib.path(), "tensor " + io::in_quotes(key) + " has shape " + shape_text(t.shape) + " (" + io::name(t.type) +
+                                       "), expected N x " + std::to_string(cols) + " floats (N >= 1 samples of the weight's input)");
   const auto values = calib.to_float(t);
-  return Eigen::Map<const ptq::matrix>(values.data(), static_cast<Eigen::Index>(t.shape[0]), static_cast<Eigen::Index>(cols));
+  ptq::matrix x = Eigen::Map<const ptq::matrix>(values.data(), static_cast<Eigen::Index>(t.shape[0]), static_cast<Eigen::Index>(cols));
+  try {
+    ptq::detail::require_finite_inputs(x, "calibration");
+  } catch (const blockcast::invalid_argument& e) {
+    io::detail::fail(calib.path(), "tensor " + io::in_quotes(key) + ": " + e.what());
+  }
+  return x;
+}
+
+// Which tensors of a file are quantized: float tensors of 2 or more dimensions (not already
+// quantized, nor the scales of one) whose names --include matches and --exclude does not.
+inline std::vector<bool> selection(const io::safetensors_file& in, const quantize_request& req) {
+  const bool everything = req.include.empty() || req.include == ".*";
+  const std::regex include(everything ? "" : req.include), exclude(req.exclude);
+  const auto quantized = io::quantized_tensors(in);
+  const auto scales = io::scale_entries(quantized);
+  std::vector<bool> chosen;
+  for (const auto& t : in.tensors()) {
+    bool take = is_float(t.type) && t.shape.size() >= 2 && t.elements() > 0 && !quantized.count(t.name) && !scales.count(t.name);
+    if (take && (!everything || !req.exclude.empty()) && t.name.size() > max_matched_name)
+      io::detail::fail(in.path(), "tensor name of " + std::to_string(t.name.size()) + " bytes (" + io::in_quotes(t.name) +
+                                      ") is too long to match --include/--exclude against (limit " +
+                                      std::to_string(max_matched_name) + ")");
+    if (take && !everything) take = std::regex_search(t.name, include);
+    if (take && !req.exclude.empty()) take = !std::regex_search(t.name, exclude);
+    chosen.push_back(take);
+  }
+  return chosen;
 }
 
 template <class Format>
-ptq::quantized_matrix<Format> quantize_matrix(const ptq::matrix& w, const quantize_request& req, const ptq::matrix* x) {
-  cast_options cast;
-  cast.threads = req.threads;
-  if (req.method == "ed") {
-    ptq::ed_options opt;
-    opt.cast = cast;
-    return ptq::error_diffusion<Format>(w, ptq::input_stats::from(*x, ptq::input_stats::default_sketch, 0, req.threads), opt);
-  }
-  if (req.method == "gptq") {
-    ptq::gptq_options opt;
-    opt.cast = cast;
-    return ptq::gptq<Format>(w, *x, opt);
-  }
-  return ptq::rtn<Format>(w, cast);
-}
-
-template <class Format>
-void quantize_file(const std::string& in_path, const std::string& out_path, const quantize_request& req,
+void quantize_file(const std::string& in_path, const std::string& out_path, const std::string& label, const quantize_request& req,
                    const io::safetensors_file* calib, std::vector<tensor_report>& reports, const progress_fn& progress,
                    std::size_t& done, std::size_t total, std::uint64_t& values_done) {
   const io::safetensors_file in(in_path);
-  const std::regex include(req.include), exclude(req.exclude.empty() ? "$^" : req.exclude);
-  auto selected = [&](const io::tensor_info& t) {
-    return is_float(t.type) && t.shape.size() >= 2 && t.elements() > 0 && std::regex_search(t.name, include) &&
-           !(req.exclude.size() && std::regex_search(t.name, exclude)) && !io::is_quantized(in, t.name);
-  };
-  std::vector<bool> quantized;
-  for (const auto& t : in.tensors()) quantized.push_back(selected(t));
-  io::safetensors_stream_writer out(out_path);
+  const std::vector<bool> quantized = selection(in, req);
+  std::set<std::string> taken;  // scale entries may not take the name of a tensor of the model
+  for (const auto& t : in.tensors()) taken.insert(t.name);
+  io::safetensors_stream_writer out(out_path, label);
   for (const auto& [key, value] : in.metadata()) out.set_metadata(key, value);
+  std::vector<io::quantized_names> names(in.tensors().size());
   for (std::size_t i = 0; i < in.tensors().size(); ++i) {
     const auto& t = in.tensors()[i];
-    if (quantized[i]) io::declare_quantized<Format>(out, t.name, t.shape, req.method);
-    else out.declare(t.name, t.type, t.shape);
+    if (quantized[i]) {
+      names[i] = io::declare_quantized<Format>(out, t.name, t.shape, req.method, taken);
+      taken.insert({names[i].scales, names[i].tensor_scale});
+    } else {
+      out.declare(t.name, t.type, t.shape);
+    }
   }
   for (std::size_t i = 0; i < in.tensors().size(); ++i) {
     const auto& t = in.tensors()[i];
-    if (progress) progress(t.name, done, total, values_done);
-    tensor_report r{t.name, shape_text(t.shape), std::string("copied (") + io::name(t.type) + ")",
+    if (progress) progress(io::printable(t.name), done, total, values_done);
+    tensor_report r{io::printable(t.name), shape_text(t.shape), std::string("copied (") + io::name(t.type) + ")", quantized[i], false,
                     static_cast<std::size_t>(t.elements())};
     const auto start = std::chrono::steady_clock::now();
     if (!quantized[i]) {
       out.write(t.name, in.bytes(t));
+      in.release_pages(t);
     } else {
-      const auto [rows, cols] = io::detail::matrix_dims(t.name, t.shape);
-      const auto values = in.to_float(t);
-      const ptq::matrix w = Eigen::Map<const ptq::matrix>(values.data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+      const auto cols = io::detail::matrix_dims(t.name, t.shape).second;
       ptq::matrix x;
       if (calib) x = calibration_inputs(*calib, t.name, cols);
-      const auto q = quantize_matrix<Format>(w, req, calib ? &x : nullptr);
-      io::write_quantized(out, t.name, q.packed);
+      const method_plan plan = plan_method(req.method, calib ? &x : nullptr, req.threads);
+      const tensor_result q = quantize_tensor<Format>(in, t, names[i], plan, req.threads, out);
       r.stored = req.format + " " + req.method;
-      r.weight_sqnr_db = ptq::weight_sqnr_db(w, q.dequantized);
-      if (calib) r.output_sqnr_db = ptq::output_sqnr_db(w, q.dequantized, x);
+      r.calibrated = calib != nullptr;
+      r.weight_sqnr_db = q.weight_sqnr_db;
+      r.output_sqnr_db = q.output_sqnr_db;
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     values_done += r.values;
     ++done;
     reports.push_back(std::move(r));
   }
+  // what was read must be one version of each input: a file changed meanwhile fails the run
+  in.check_unchanged();
+  if (calib) calib->check_unchanged();
   out.commit();
 }
 
@@ -258,26 +243,28 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
 inline std::vector<tensor_report> quantize_model(const quantize_request& req, const progress_fn& progress = {}) {
   find_format(req.format);  // unknown_format before any work
   if (req.method != "rtn" && req.method != "ed" && req.method != "gptq")
-    blockcast::detail::fail<invalid_argument>("unknown method '" + req.method + "' (known: rtn, ed, gptq)");
+    blockcast::detail::fail<invalid_argument>("unknown method '" + io::printable(req.method) + "' (known: rtn, ed, gptq)");
   if (req.method != "rtn" && req.calibration.empty())
     blockcast::detail::fail<invalid_argument>("--method " + req.method +
                                               " needs --calibration FILE (each weight's layer inputs as '<name>.inputs')");
+  if (req.threads == 0) blockcast::detail::fail<invalid_argument>("--threads must be >= 1");
   try {
     std::regex(req.include), std::regex(req.exclude);
   } catch (const std::regex_error& e) {
     blockcast::detail::fail<invalid_argument>(std::string("bad --include/--exclude regex: ") + e.what());
   }
+  const io::model_files in = io::open_model(req.input);
+  const std::size_t total = io::check_shards(in);
   std::unique_ptr<io::safetensors_file> calib;
   if (!req.calibration.empty()) calib = std::make_unique<io::safetensors_file>(req.calibration);
-  std::size_t total = 0, done = 0;
+  std::size_t done = 0;
   std::uint64_t values_done = 0;
-  const detail::model_files files = detail::open_model(req.input);
-  for (const auto& shard : files.shards) total += io::safetensors_file(detail::shard_path(files, shard)).tensors().size();
   std::vector<tensor_report> reports;
   visit_format(req.format, [&](auto tag) {
     using F = typename decltype(tag)::type;
-    detail::map_model(req.input, req.output, [&](const std::string& in, const std::string& out) {
-      detail::quantize_file<F>(in, out, req, calib.get(), reports, progress, done, total, values_done);
+    const std::vector<std::string> other_inputs = calib ? std::vector<std::string>{req.calibration} : std::vector<std::string>{};
+    detail::map_model(in, req.output, other_inputs, [&](const std::string& in_path, const std::string& out, const std::string& label) {
+      detail::quantize_file<F>(in_path, out, label, req, calib.get(), reports, progress, done, total, values_done);
     });
   });
   if (progress) progress("", done, total, values_done);
@@ -288,19 +275,20 @@ inline std::vector<tensor_report> quantize_model(const quantize_request& req, co
 /// quantization); other tensors are copied.
 inline void dequantize_model(const dequantize_request& req) {
   if (req.dtype != "bf16" && req.dtype != "f32")
-    blockcast::detail::fail<invalid_argument>("unknown dtype '" + req.dtype + "' (known: bf16, f32)");
-  detail::map_model(req.input, req.output, [&](const std::string& in_path, const std::string& out_path) {
+    blockcast::detail::fail<invalid_argument>("unknown dtype '" + io::printable(req.dtype) + "' (known: bf16, f32)");
+  if (req.threads == 0) blockcast::detail::fail<invalid_argument>("--threads must be >= 1");
+  const io::model_files model = io::open_model(req.input);
+  io::check_shards(model);
+  detail::map_model(model, req.output, {}, [&](const std::string& in_path, const std::string& out_path, const std::string& label) {
     const io::safetensors_file in(in_path);
-    const std::set<std::string> companions = detail::companion_names(in);
-    std::map<std::string, io::quantized_description> quantized;
-    for (const auto& t : in.tensors())
-      if (io::is_quantized(in, t.name)) quantized[t.name] = io::describe_quantized(in, t.name);
+    const auto quantized = io::quantized_tensors(in);
+    const std::set<std::string> scales = io::scale_entries(quantized);
     const io::dtype type = req.dtype == "bf16" ? io::dtype::bf16 : io::dtype::f32;
-    io::safetensors_stream_writer out(out_path);
+    io::safetensors_stream_writer out(out_path, label);
     for (const auto& [key, value] : in.metadata())
       if (key.rfind("blockcast.", 0) != 0) out.set_metadata(key, value);
     for (const auto& t : in.tensors()) {
-      if (companions.count(t.name)) continue;
+      if (scales.count(t.name)) continue;
       const auto q = quantized.find(t.name);
       if (q == quantized.end()) out.declare(t.name, t.type, t.shape);
       else out.declare(t.name, type, q->second.shape);
@@ -308,7 +296,7 @@ inline void dequantize_model(const dequantize_request& req) {
     cast_options cast;
     cast.threads = req.threads;
     for (const auto& t : in.tensors()) {
-      if (companions.count(t.name)) continue;
+      if (scales.count(t.name)) continue;
       const auto q = quantized.find(t.name);
       if (q == quantized.end()) {
         out.write(t.name, in.bytes(t));
@@ -328,42 +316,47 @@ inline void dequantize_model(const dequantize_request& req) {
         }
       });
     }
+    in.check_unchanged();
     out.commit();
   });
 }
 
-/// The `inspect` listing of a model (file or sharded index).
+/// The `inspect` listing of a model (file or sharded index). Quantized tensors are checked
+/// against their bytes as dequantize checks them; names are printed escaped.
 inline void inspect_model(const std::string& path, std::ostream& os) {
-  const detail::model_files files = detail::open_model(path);
+  const io::model_files files = io::open_model(path);
+  io::check_shards(files);
   std::uint64_t stored = 0, as_f32 = 0, q_stored = 0, q_f32 = 0;
   std::size_t tensors = 0, quantized_count = 0;
   char line[512];
   std::snprintf(line, sizeof line, "%-40s %-22s %-16s %12s\n", "tensor", "stored as", "shape", "bytes");
   os << line;
-  for (const auto& shard : files.shards) {
-    const io::safetensors_file f(detail::shard_path(files, shard));
-    if (files.shards.size() > 1) os << "-- " << shard << "\n";
-    const std::set<std::string> companions = detail::companion_names(f);
+  for (std::size_t i = 0; i < files.shards.size(); ++i) {
+    const io::safetensors_file f(files.shard_path(i));
+    if (files.shards.size() > 1) os << "-- " << io::printable(files.shards[i]) << "\n";
+    const auto quantized = io::quantized_tensors(f);
+    const std::set<std::string> scales = io::scale_entries(quantized);
     for (const auto& t : f.tensors()) {
-      if (companions.count(t.name)) continue;
+      if (scales.count(t.name)) continue;
       ++tensors;
       std::uint64_t bytes = t.end - t.begin;
       std::string as = io::name(t.type), shape = detail::shape_text(t.shape);
       std::uint64_t values = t.elements();
-      if (io::is_quantized(f, t.name)) {
-        const auto d = io::describe_quantized(f, t.name);
-        for (const auto& c : {t.name + ".scales", t.name + ".tensor_scale"})
-          if (f.contains(c)) bytes += f.find(c).end - f.find(c).begin;
+      const auto q = quantized.find(t.name);
+      if (q != quantized.end()) {
+        const auto& d = q->second;
+        for (const auto& entry : {d.names.scales, d.names.tensor_scale})
+          if (!entry.empty()) bytes += f.find(entry).end - f.find(entry).begin;
         values = static_cast<std::uint64_t>(d.rows) * d.cols;
-        as = d.format + (d.method.empty() ? "" : " " + d.method);
+        as = d.format + (d.method.empty() ? "" : " " + io::printable(d.method, 20));
         shape = detail::shape_text(d.shape);
         ++quantized_count;
         q_stored += bytes;
         q_f32 += values * 4;
       }
       stored += bytes;
-      as_f32 += detail::is_float(t.type) || io::is_quantized(f, t.name) ? values * 4 : bytes;
-      std::snprintf(line, sizeof line, "%-40s %-22s %-16s %12llu\n", t.name.c_str(), as.c_str(), shape.c_str(),
+      as_f32 += detail::is_float(t.type) || q != quantized.end() ? values * 4 : bytes;
+      std::snprintf(line, sizeof line, "%-40s %-22s %-16s %12llu\n", io::printable(t.name).c_str(), as.c_str(), shape.c_str(),
                     static_cast<unsigned long long>(bytes));
       os << line;
     }
@@ -373,7 +366,7 @@ inline void inspect_model(const std::string& path, std::ostream& os) {
                 static_cast<unsigned long long>(stored), static_cast<unsigned long long>(as_f32),
                 stored ? static_cast<double>(as_f32) / static_cast<double>(stored) : 1.0);
   os << line;
-  if (quantized_count) {
+  if (quantized_count && q_stored && q_f32) {
     std::snprintf(line, sizeof line, "quantized tensors: %llu bytes, %.3f bits per value, %.2fx smaller than F32\n",
                   static_cast<unsigned long long>(q_stored), 8.0 * 4 * static_cast<double>(q_stored) / static_cast<double>(q_f32),
                   static_cast<double>(q_f32) / static_cast<double>(q_stored));

@@ -30,20 +30,25 @@ class progress_bar {
 
 void print_summary(const std::vector<blockcast::cli::tensor_report>& reports) {
   std::printf("%-40s %-16s %-16s %12s %12s %9s\n", "tensor", "shape", "stored as", "weight SQNR", "output SQNR", "time");
+  // a SQNR is printed only where there is one: NaN means NaN/Inf in the tensor or its output
+  auto db = [](bool has, double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, !has ? "-" : std::isnan(v) ? "NaN/Inf" : "%.2f dB", v);
+    return std::string(b);
+  };
   double seconds = 0;
-  std::size_t quantized = 0;
+  std::size_t quantized = 0, nonfinite = 0;
   for (const auto& r : reports) {
-    auto db = [](double v) {
-      char b[32];
-      std::snprintf(b, sizeof b, std::isnan(v) ? "-" : "%.2f dB", v);
-      return std::string(b);
-    };
     std::printf("%-40s %-16s %-16s %12s %12s %7.3f s\n", r.name.c_str(), r.shape.c_str(), r.stored.c_str(),
-                db(r.weight_sqnr_db).c_str(), db(r.output_sqnr_db).c_str(), r.seconds);
+                db(r.quantized, r.weight_sqnr_db).c_str(), db(r.quantized && r.calibrated, r.output_sqnr_db).c_str(), r.seconds);
     seconds += r.seconds;
-    quantized += !std::isnan(r.weight_sqnr_db);
+    quantized += r.quantized;
+    nonfinite += r.quantized && (std::isnan(r.weight_sqnr_db) || (r.calibrated && std::isnan(r.output_sqnr_db)));
   }
   std::printf("%zu of %zu tensors quantized in %.3f s\n", quantized, reports.size(), seconds);
+  if (nonfinite)
+    std::printf("note: %zu quantized tensor%s NaN or Inf values (kept as the formats define them: a NaN block decodes to NaN)\n",
+                nonfinite, nonfinite == 1 ? " holds" : "s hold");
 }
 
 }  // namespace
@@ -52,6 +57,8 @@ int main(int argc, char** argv) {
   namespace cli = blockcast::cli;
   using command = cli::invocation::command;
   const cli::invocation args = cli::parse_arguments(argc, argv);
+  // SIGINT/SIGTERM/SIGHUP remove this run's temporaries; an input truncated under the run is an error
+  blockcast::io::install_signal_cleanup("blockcast");
   if (args.what == command::none) {
     std::fprintf(args.exit_code == 0 ? stdout : stderr, "%s\n", args.text.c_str());
     return args.exit_code;
@@ -66,7 +73,7 @@ int main(int argc, char** argv) {
         cli::progress_fn progress;
         if (::isatty(2)) progress = std::ref(bar);
         print_summary(cli::quantize_model(args.quantize, progress));
-        std::printf("wrote %s\n", args.quantize.output.c_str());
+        std::printf("wrote %s\n", cli::one_line(args.quantize.output).c_str());
         break;
       }
       case command::inspect:
@@ -74,14 +81,14 @@ int main(int argc, char** argv) {
         break;
       case command::dequantize:
         cli::dequantize_model(args.dequantize);
-        std::printf("wrote %s\n", args.dequantize.output.c_str());
+        std::printf("wrote %s\n", cli::one_line(args.dequantize.output).c_str());
         break;
       case command::none:
         break;
     }
   } catch (const std::exception& e) {
     if (::isatty(2)) std::fprintf(stderr, "\r\033[K");  // clear the progress bar
-    std::fprintf(stderr, "blockcast: error: %s\n", e.what());
+    std::fprintf(stderr, "blockcast: error: %s\n", cli::one_line(e.what()).c_str());
     return 1;
   }
   return 0;

@@ -6,9 +6,12 @@
 //    "__metadata__": {"<key>": "<value>", ...}}
 // then the data section; offsets are relative to its start. The reader checks everything a
 // corrupt or hostile file could get wrong (sizes, offsets, overlaps, dtype names, shapes,
-// JSON) and reports the file and the tensor. The writer writes to a temporary file in the
-// target's directory and renames it into place, so a failure never leaves a half-written file.
-// POSIX (mmap, rename); the JSON is parsed with nlohmann::json.
+// JSON) and reports the file and the tensor. Only regular files are opened (a FIFO or a device
+// is refused, never waited on). The writer writes to a temporary file of its own (created
+// exclusively, so it never overwrites another file) in the target's directory and renames it
+// into place, so a failure never leaves a half-written file. Both agree on what a valid
+// file is: names are non-empty, sizes fit 64 bits. POSIX (mmap, rename); the JSON is parsed
+// with nlohmann::json, nesting bounded (io/json.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -24,6 +27,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +36,10 @@
 
 #include "blockcast/block/span.hpp"
 #include "blockcast/error.hpp"
+#include "blockcast/io/fault_injection.hpp"
+#include "blockcast/io/json.hpp"
+#include "blockcast/io/names.hpp"
+#include "blockcast/io/signals.hpp"
 
 namespace blockcast::io {
 
@@ -78,7 +86,25 @@ struct tensor_info {
 
 namespace detail {
 [[noreturn]] inline void fail(const std::string& file, const std::string& what) {
-  blockcast::detail::fail<io_error>(file + ": " + what);
+  blockcast::detail::fail<io_error>(printable(file, 1024) + ": " + what);
+}
+
+/// The byte size of a tensor of `shape` and element size `element_bytes`, or false when it
+/// does not fit 64 bits. Zero dimensions do not excuse the others: [0, 2^63, 4] is refused,
+/// by the reader and the writer alike.
+inline bool tensor_bytes(const std::vector<std::uint64_t>& shape, std::size_t element_bytes, std::uint64_t& bytes) {
+  std::uint64_t nonzero = element_bytes;
+  bool empty = false;
+  for (const auto d : shape) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<std::uint64_t>::max() / d) return false;
+    nonzero *= d;
+  }
+  bytes = empty ? 0 : nonzero;
+  return true;
 }
 
 /// FP16 / BF16 bits -> float (exact).
@@ -112,15 +138,21 @@ inline float bf16_to_float(std::uint16_t h) {
 class safetensors_file {
  public:
   explicit safetensors_file(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd_ < 0) detail::fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0) fail_and_close(std::string("cannot stat: ") + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail_and_close("not a regular file");
     size_ = static_cast<std::uint64_t>(st.st_size);
+    mtime_ = st.st_mtim;
     if (size_ < 8) fail_and_close("truncated: " + std::to_string(size_) + " bytes, a header needs at least 8");
     void* p = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd_, 0);
     if (p == MAP_FAILED) fail_and_close(std::string("cannot map: ") + std::strerror(errno));
     base_ = static_cast<const std::uint8_t*>(p);
+    // a SIGBUS here (the file truncated by another process) becomes an error message when
+    // the program installed the handlers of io/signals.hpp
+    slot_ = detail::register_slot(detail::slot_kind::mapping, printable(path, 1024), base_, static_cast<std::size_t>(size_));
     try {
       parse();
     } catch (...) {
@@ -136,6 +168,9 @@ class safetensors_file {
       release();
       path_ = std::move(o.path_);
       tensors_ = std::move(o.tensors_);
+      by_name_ = std::move(o.by_name_);
+      slot_ = std::exchange(o.slot_, -1);
+      mtime_ = o.mtime_;
       metadata_ = std::move(o.metadata_);
       fd_ = std::exchange(o.fd_, -1);
       base_ = std::exchange(o.base_, nullptr);
@@ -151,13 +186,28 @@ class safetensors_file {
   const std::vector<tensor_info>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
-  bool contains(const std::string& name) const {
-    return std::any_of(tensors_.begin(), tensors_.end(), [&](const tensor_info& t) { return t.name == name; });
-  }
+  bool contains(const std::string& name) const { return by_name_.count(name) != 0; }
   const tensor_info& find(const std::string& name) const {
-    for (const auto& t : tensors_)
-      if (t.name == name) return t;
-    detail::fail(path_, "no tensor '" + name + "'");
+    const auto it = by_name_.find(name);
+    if (it == by_name_.end()) detail::fail(path_, "no tensor " + in_quotes(name));
+    return tensors_[it->second];
+  }
+  /// Throws io_error if the file changed (size or modification time) since it was opened:
+  /// what was read from it may be a mix of two versions.
+  void check_unchanged() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != size_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+        st.st_mtim.tv_nsec != mtime_.tv_nsec)
+      detail::fail(path_, "the file was changed by another process while it was being read");
+  }
+  /// Lets the kernel drop the mapped pages of a tensor that has been read (they are read
+  /// again from the file if needed), so resident memory does not grow with the model.
+  void release_pages(const tensor_info& t) const {
+    const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    std::uintptr_t b = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin), e = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.end);
+    b = (b + page - 1) / page * page;
+    e = e / page * page;
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
   }
   /// The tensor's bytes, in the mapped file (valid while this object lives).
   span<const std::uint8_t> bytes(const tensor_info& t) const {
@@ -176,7 +226,7 @@ class safetensors_file {
         out[i] = t.type == dtype::f16 ? detail::half_to_float(h) : detail::bf16_to_float(h);
       }
     } else {
-      detail::fail(path_, "tensor '" + t.name + "' is " + name(t.type) + ", not a float tensor (F32/F16/BF16)");
+      detail::fail(path_, "tensor " + in_quotes(t.name) + " is " + name(t.type) + ", not a float tensor (F32/F16/BF16)");
     }
     return out;
   }
@@ -187,6 +237,8 @@ class safetensors_file {
     detail::fail(path_, what);
   }
   void release() {
+    detail::unregister_slot(slot_);
+    slot_ = -1;
     if (base_) ::munmap(const_cast<std::uint8_t*>(base_), static_cast<std::size_t>(size_));
     if (fd_ >= 0) ::close(fd_);
     base_ = nullptr;
@@ -204,7 +256,7 @@ class safetensors_file {
     const std::uint64_t data_size = size_ - data_;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(reinterpret_cast<const char*>(base_ + 8), reinterpret_cast<const char*>(base_ + 8 + header));
+      j = parse_json(reinterpret_cast<const char*>(base_ + 8), reinterpret_cast<const char*>(base_ + 8 + header));
     } catch (const nlohmann::json::exception& e) {
       detail::fail(path_, std::string("header is not valid JSON: ") + e.what());
     }
@@ -214,7 +266,7 @@ class safetensors_file {
       if (key == "__metadata__") {
         if (!it->is_object()) detail::fail(path_, "__metadata__ is not an object");
         for (auto m = it->begin(); m != it->end(); ++m) {
-          if (!m->is_string()) detail::fail(path_, "__metadata__ '" + m.key() + "' is not a string");
+          if (!m->is_string()) detail::fail(path_, "__metadata__ " + in_quotes(m.key()) + " is not a string");
           metadata_[m.key()] = m->get<std::string>();
         }
         continue;
@@ -224,11 +276,12 @@ class safetensors_file {
     std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
       return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
+    for (std::size_t i = 0; i < tensors_.size(); ++i) by_name_.emplace(tensors_[i].name, i);
     // as the reference implementation: the tensors tile the data section, no gaps or overlaps
     std::uint64_t expected = 0;
     for (const auto& t : tensors_) {
-      if (t.begin < expected) detail::fail(path_, "tensor '" + t.name + "' overlaps the tensor before it");
-      if (t.begin > expected) detail::fail(path_, "tensor '" + t.name + "' starts after a gap of " + std::to_string(t.begin - expected) + " bytes");
+      if (t.begin < expected) detail::fail(path_, "tensor " + in_quotes(t.name) + " overlaps the tensor before it");
+      if (t.begin > expected) detail::fail(path_, "tensor " + in_quotes(t.name) + " starts after a gap of " + std::to_string(t.begin - expected) + " bytes");
       expected = t.end;
     }
     if (expected != data_size)
@@ -236,24 +289,23 @@ class safetensors_file {
   }
 
   tensor_info parse_tensor(const std::string& key, const nlohmann::json& v, std::uint64_t data_size) const {
-    const std::string where = "tensor '" + key + "': ";
+    const std::string where = "tensor " + in_quotes(key) + ": ";
+    if (key.empty()) detail::fail(path_, "a tensor has an empty name");
     if (!v.is_object()) detail::fail(path_, where + "entry is not an object");
     tensor_info t;
     t.name = key;
     if (!v.contains("dtype") || !v["dtype"].is_string()) detail::fail(path_, where + "missing dtype");
     const std::string d = v["dtype"].get<std::string>();
     const auto found = std::find_if(std::begin(dtypes), std::end(dtypes), [&](const dtype_info& x) { return d == x.name; });
-    if (found == std::end(dtypes)) detail::fail(path_, where + "unknown dtype '" + d + "'");
+    if (found == std::end(dtypes)) detail::fail(path_, where + "unknown dtype " + in_quotes(d));
     t.type = found->type;
     if (!v.contains("shape") || !v["shape"].is_array()) detail::fail(path_, where + "missing shape");
-    std::uint64_t elements = 1;
     for (const auto& s : v["shape"]) {
       if (!s.is_number_unsigned()) detail::fail(path_, where + "shape entries must be non-negative integers");
-      const std::uint64_t dim = s.get<std::uint64_t>();
-      if (dim != 0 && elements > std::numeric_limits<std::uint64_t>::max() / dim) detail::fail(path_, where + "shape overflows");
-      elements *= dim;
-      t.shape.push_back(dim);
+      t.shape.push_back(s.get<std::uint64_t>());
     }
+    std::uint64_t bytes = 0;
+    if (!detail::tensor_bytes(t.shape, size_of(t.type), bytes)) detail::fail(path_, where + "shape overflows");
     if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
         !v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
       detail::fail(path_, where + "data_offsets must be [begin, end]");
@@ -262,17 +314,18 @@ class safetensors_file {
     if (t.begin > t.end || t.end > data_size)
       detail::fail(path_, where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
                               "] outside the data section (" + std::to_string(data_size) + " bytes)");
-    if (elements > std::numeric_limits<std::uint64_t>::max() / size_of(t.type) ||
-        elements * size_of(t.type) != t.end - t.begin)
-      detail::fail(path_, where + "shape needs " + std::to_string(elements) + " x " + std::to_string(size_of(t.type)) +
-                              " bytes, data_offsets hold " + std::to_string(t.end - t.begin));
+    if (bytes != t.end - t.begin)
+      detail::fail(path_, where + "shape needs " + std::to_string(bytes) + " bytes, data_offsets hold " +
+                              std::to_string(t.end - t.begin));
     return t;
   }
 
   std::string path_;
   std::vector<tensor_info> tensors_;
+  std::map<std::string, std::size_t> by_name_;  // index into tensors_
   std::map<std::string, std::string> metadata_;
-  int fd_ = -1;
+  int fd_ = -1, slot_ = -1;
+  struct timespec mtime_ {};
   const std::uint8_t* base_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint64_t data_ = 0;  // offset of the data section
@@ -280,13 +333,16 @@ class safetensors_file {
 
 /// Streams a safetensors file with at most one tensor in memory: every tensor is declared
 /// (name, dtype, shape) first, so the header is known, then each one's bytes are written in
-/// declaration order. The bytes go to a temporary file next to the target; commit() checks
-/// that every tensor was written, syncs and renames it into place. Destroyed before commit()
-/// (an exception on the way), it removes the temporary file: nothing is left behind.
+/// declaration order, whole (write) or in pieces (append). The bytes go to a temporary file of
+/// its own next to the target (created exclusively: never another file); commit() checks that
+/// every tensor was written, syncs and renames it into place. Destroyed before commit() (an
+/// exception on the way), it removes the temporary file: nothing is left behind. Errors name
+/// the file by `label` (default: the path), e.g. the output the user asked for when `path`
+/// is a staged file.
 class safetensors_stream_writer {
  public:
-  explicit safetensors_stream_writer(std::string path)
-      : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {}
+  explicit safetensors_stream_writer(std::string path, std::string label = {})
+      : path_(std::move(path)), label_(label.empty() ? path_ : std::move(label)) {}
   safetensors_stream_writer(const safetensors_stream_writer&) = delete;
   safetensors_stream_writer& operator=(const safetensors_stream_writer&) = delete;
   ~safetensors_stream_writer() { abandon(); }
@@ -294,48 +350,65 @@ class safetensors_stream_writer {
   const std::string& path() const { return path_; }
 
   void declare(const std::string& name, dtype type, std::vector<std::uint64_t> shape) {
-    if (file_) detail::fail(path_, "tensor '" + name + "' declared after writing started");
-    if (name == "__metadata__" || name.empty()) detail::fail(path_, "invalid tensor name '" + name + "'");
-    for (const auto& e : entries_)
-      if (e.name == name) detail::fail(path_, "tensor '" + name + "' added twice");
-    std::uint64_t elements = 1;
-    for (auto d : shape) {
-      if (d != 0 && elements > std::numeric_limits<std::uint64_t>::max() / d / size_of(type))
-        detail::fail(path_, "tensor '" + name + "': shape overflows");
-      elements *= d;
-    }
-    entries_.push_back({name, type, std::move(shape), elements * size_of(type)});
+    if (file_) detail::fail(label_, "tensor " + in_quotes(name) + " declared after writing started");
+    if (name == "__metadata__" || name.empty()) detail::fail(label_, "invalid tensor name " + in_quotes(name));
+    if (!names_.insert(name).second) detail::fail(label_, "tensor " + in_quotes(name) + " added twice");
+    std::uint64_t bytes = 0;
+    if (!detail::tensor_bytes(shape, size_of(type), bytes)) detail::fail(label_, "tensor " + in_quotes(name) + ": shape overflows");
+    entries_.push_back({name, type, std::move(shape), bytes});
   }
   void set_metadata(const std::string& key, const std::string& value) {
-    if (file_) detail::fail(path_, "metadata '" + key + "' set after writing started");
+    if (file_) detail::fail(label_, "metadata " + in_quotes(key) + " set after writing started");
     metadata_[key] = value;
   }
 
   /// Writes the next declared tensor, which must be `name`, with exactly its declared size.
   void write(const std::string& name, span<const std::uint8_t> data) {
-    if (next_ == entries_.size()) detail::fail(path_, "tensor '" + name + "' was not declared");
-    const entry& e = entries_[next_];
-    if (e.name != name) detail::fail(path_, "tensor '" + name + "' written out of order (expected '" + e.name + "')");
-    if (data.size() != e.bytes)
-      detail::fail(path_, "tensor '" + name + "': shape needs " + std::to_string(e.bytes) + " bytes, given " +
-                              std::to_string(data.size()));
+    const entry& e = next_entry(name);
+    if (written_ != 0 || data.size() != e.bytes)
+      detail::fail(label_, "tensor " + in_quotes(name) + ": shape needs " + std::to_string(e.bytes) + " bytes, given " +
+                               std::to_string(data.size()));
+    append(name, data);
+  }
+  /// Writes the next piece of the next declared tensor, `name`; the tensor is complete when
+  /// its pieces add up to its declared size.
+  void append(const std::string& name, span<const std::uint8_t> data) {
+    const entry& e = next_entry(name);
+    if (data.size() > e.bytes - written_)
+      detail::fail(label_, "tensor " + in_quotes(name) + ": " + std::to_string(written_ + data.size()) +
+                               " bytes given, its shape needs " + std::to_string(e.bytes));
     if (!file_) open_and_write_header();
-    if (!data.empty() && std::fwrite(data.data(), 1, data.size(), file_) != data.size()) fail_errno("write failed");
-    ++next_;
+    put(data.data(), data.size());
+    written_ += data.size();
+    if (written_ == e.bytes) {
+      ++next_;
+      written_ = 0;
+    }
   }
 
   /// Finishes the file and renames it into place; throws io_error (leaving nothing) on failure.
   void commit() {
+    while (next_ < entries_.size() && entries_[next_].bytes == 0 && written_ == 0) ++next_;  // empty tensors need no write
     if (next_ != entries_.size())
-      detail::fail(path_, std::to_string(entries_.size() - next_) + " declared tensors were not written (next: '" +
-                              entries_[next_].name + "')");
+      detail::fail(label_, std::to_string(entries_.size() - next_) + " declared tensors were not written (next: " +
+                               in_quotes(entries_[next_].name) + ")");
     if (!file_) open_and_write_header();
     bool ok = std::fflush(file_) == 0;
-    ok = (::fsync(::fileno(file_)) == 0) && ok;
+    if (const int injected = detail::injected_fault("fsync", path_)) {
+      errno = injected;
+      ok = false;
+    } else {
+      ok = ::fsync(::fileno(file_)) == 0 && ok;
+    }
     ok = (std::fclose(std::exchange(file_, nullptr)) == 0) && ok;
     if (!ok) fail_errno("write failed");
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail_errno("cannot rename the temporary file into place");
-    committed_ = true;
+    if (const int injected = detail::injected_fault("rename", path_)) errno = injected;
+    else if (std::rename(tmp_.c_str(), path_.c_str()) == 0) {
+      committed_ = true;
+      detail::unregister_slot(std::exchange(slot_, -1));
+      return;
+    }
+    fail_errno("cannot rename the temporary file into place");
   }
 
  private:
@@ -345,6 +418,24 @@ class safetensors_stream_writer {
     std::vector<std::uint64_t> shape;
     std::uint64_t bytes;
   };
+
+  const entry& next_entry(const std::string& name) {
+    while (written_ == 0 && next_ < entries_.size() && entries_[next_].bytes == 0 && entries_[next_].name != name) ++next_;
+    if (next_ == entries_.size()) detail::fail(label_, "tensor " + in_quotes(name) + " was not declared");
+    const entry& e = entries_[next_];
+    if (e.name != name)
+      detail::fail(label_, "tensor " + in_quotes(name) + " written out of order (expected " + in_quotes(e.name) + ")");
+    return e;
+  }
+
+  void put(const void* data, std::size_t size) {
+    if (size == 0) return;
+    if (const int injected = detail::injected_fault("write", path_)) {
+      errno = injected;
+      fail_errno("write failed");
+    }
+    if (std::fwrite(data, 1, size, file_) != size) fail_errno("write failed");
+  }
 
   void open_and_write_header() {
     nlohmann::json header = nlohmann::json::object();
@@ -356,28 +447,45 @@ class safetensors_stream_writer {
     }
     std::string text = header.dump();
     while (text.size() % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
-    file_ = std::fopen(tmp_.c_str(), "wb");
-    if (!file_) detail::fail(path_, std::string("cannot create ") + tmp_ + ": " + std::strerror(errno));
+    // a name of our own, created exclusively: an existing file is never opened for writing
+    static std::atomic<unsigned> counter{0};
+    int fd = -1;
+    for (int attempt = 0; fd < 0; ++attempt) {
+      tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+      fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0 && (errno != EEXIST || attempt == 100))
+        detail::fail(label_, "cannot create a temporary file next to it: " + std::string(std::strerror(errno)));
+    }
+    slot_ = detail::register_slot(detail::slot_kind::temp_file, tmp_);
+    file_ = ::fdopen(fd, "wb");
+    if (!file_) {
+      ::close(fd);
+      fail_errno("cannot open the temporary file");
+    }
     std::uint8_t length[8];
     for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
-    if (std::fwrite(length, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-      fail_errno("write failed");
+    put(length, 8);
+    put(text.data(), text.size());
   }
   [[noreturn]] void fail_errno(const char* what) {
     const int err = errno;
     abandon();
-    detail::fail(path_, std::string(what) + ": " + std::strerror(err));
+    detail::fail(label_, std::string(what) + ": " + std::strerror(err));
   }
   void abandon() noexcept {
     if (file_) std::fclose(std::exchange(file_, nullptr));
-    if (!committed_) std::remove(tmp_.c_str());
+    if (!committed_ && !tmp_.empty()) std::remove(tmp_.c_str());
+    detail::unregister_slot(std::exchange(slot_, -1));
   }
 
-  std::string path_, tmp_;
+  std::string path_, label_, tmp_;
   std::vector<entry> entries_;
+  std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
   std::size_t next_ = 0;
+  std::uint64_t written_ = 0;  // bytes of entries_[next_] written so far
   std::FILE* file_ = nullptr;
+  int slot_ = -1;
   bool committed_ = false;
 };
 
@@ -392,14 +500,12 @@ class safetensors_writer {
     add_owned(name, type, std::move(shape), std::move(owned));
   }
   void add_owned(const std::string& name, dtype type, std::vector<std::uint64_t> shape, std::vector<std::uint8_t> data) {
-    if (name == "__metadata__" || name.empty()) detail::fail(path_, "invalid tensor name '" + name + "'");
-    std::uint64_t elements = 1;
-    for (auto d : shape) elements *= d;
-    if (elements * size_of(type) != data.size())
-      detail::fail(path_, "tensor '" + name + "': shape needs " + std::to_string(elements * size_of(type)) +
-                              " bytes, given " + std::to_string(data.size()));
-    for (const auto& e : entries_)
-      if (e.name == name) detail::fail(path_, "tensor '" + name + "' added twice");
+    if (name == "__metadata__" || name.empty()) detail::fail(path_, "invalid tensor name " + in_quotes(name));
+    std::uint64_t bytes = 0;
+    if (!detail::tensor_bytes(shape, size_of(type), bytes) || bytes != data.size())
+      detail::fail(path_, "tensor " + in_quotes(name) + ": shape needs " + std::to_string(bytes) + " bytes, given " +
+                              std::to_string(data.size()));
+    if (!names_.insert(name).second) detail::fail(path_, "tensor " + in_quotes(name) + " added twice");
     entries_.push_back({name, type, std::move(shape), std::move(data)});
   }
   void add_f32(const std::string& name, std::vector<std::uint64_t> shape, span<const float> values) {
@@ -426,6 +532,7 @@ class safetensors_writer {
   };
   std::string path_;
   std::vector<entry> entries_;
+  std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
 };
 

@@ -26,6 +26,7 @@ struct gptq_options {
 /// whatever the thread count, so the result does not depend on it; `threads` run the parts),
 /// H += damp * mean(diag H) I, then chol(H^-1) as GPTQ's reference implementation does.
 inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp, unsigned threads = 1) {
+  detail::require_finite_inputs(x, "gptq");
   const Eigen::Index k = x.cols();
   const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(4, n);
   std::vector<Eigen::MatrixXf> partial(parts, Eigen::MatrixXf::Zero(k, k));
@@ -40,6 +41,9 @@ inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp, uns
   for (std::size_t p = 1; p < parts; ++p) h += partial[p];
   h = h.selfadjointView<Eigen::Lower>();
   h /= static_cast<float>(n);
+  if (!h.allFinite())
+    blockcast::detail::fail<invalid_argument>("gptq: the Hessian of the calibration inputs overflows FP32 (largest |x| = " +
+                                              std::to_string(x.cwiseAbs().maxCoeff()) + "); scale them down");
   const float mean_diag = h.diagonal().mean();
   h.diagonal().array() += static_cast<float>(damp) * (mean_diag > 0 ? mean_diag : 1.0f);
   const Eigen::LLT<Eigen::MatrixXf> llt(h);

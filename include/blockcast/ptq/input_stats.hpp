@@ -58,6 +58,7 @@ class input_stats {
   static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0,
                           unsigned threads = 1) {
     detail::require_nonempty(x, "the calibration input", "input_stats::from");
+    detail::require_finite_inputs(x, "input_stats::from");  // here, so positions are the caller's
     const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(8, n);
     std::vector<input_stats> partial(parts, input_stats(static_cast<std::size_t>(x.cols()), sketch, seed));
     blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
@@ -76,6 +77,7 @@ class input_stats {
     if (static_cast<std::size_t>(batch.cols()) != k_)
       blockcast::detail::fail<shape_error>("input_stats::add: batch of shape " + detail::shape(batch) +
                                            " for statistics of K = " + std::to_string(k_) + " channels");
+    detail::require_finite_inputs(batch, "input_stats::add");
     count_ += static_cast<std::size_t>(batch.rows());
     const Eigen::MatrixXf xf = batch;  // column-major copy for the products
     sum_ += xf.colwise().sum().transpose().cast<double>();
@@ -86,6 +88,9 @@ class input_stats {
       const Eigen::MatrixXf y = xf * omega_;  // N x s
       z_ += (xf.transpose() * y).cast<double>();
     }
+    if (!z_.allFinite() || !sum_sq_.allFinite())
+      blockcast::detail::fail<invalid_argument>("input_stats::add: the second moments of the calibration inputs overflow "
+                                                "(largest |x| = " + std::to_string(xf.cwiseAbs().maxCoeff()) + "); scale them down");
   }
 
   /// Adds statistics gathered elsewhere (another thread, another batch of files).

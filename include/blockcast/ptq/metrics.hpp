@@ -16,6 +16,13 @@ inline void require_same_shape(const matrix_ref& a, const matrix_ref& b, const c
 }
 }  // namespace detail
 
+/// 10 log10(signal / noise): +inf for no noise, NaN when either is not finite (a NaN weight
+/// or output has no SQNR; it is never reported as a number).
+inline double sqnr_db(double signal, double noise) {
+  if (!std::isfinite(signal) || !std::isfinite(noise)) return std::numeric_limits<double>::quiet_NaN();
+  return noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+}
+
 /// Mean of (W - Q)^2 over all weights.
 inline double weight_mse(const matrix_ref& w, const matrix_ref& q) {
   detail::require_same_shape(w, q, "weight_mse");
@@ -36,14 +43,14 @@ inline double output_sqnr_db(const matrix_ref& w, const matrix_ref& q, const mat
   const double noise = output_mse(w, q, x);
   const Eigen::MatrixXf y = w * x.transpose();
   const double signal = y.cast<double>().squaredNorm() / static_cast<double>(y.size());
-  return noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+  return sqnr_db(signal, noise);
 }
 
 /// Weight signal-to-quantization-noise ratio, dB.
 inline double weight_sqnr_db(const matrix_ref& w, const matrix_ref& q) {
   const double noise = weight_mse(w, q);
   const double signal = w.cast<double>().squaredNorm() / static_cast<double>(w.size());
-  return noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+  return sqnr_db(signal, noise);
 }
 
 }  // namespace blockcast::ptq
