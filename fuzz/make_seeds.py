@@ -50,6 +50,19 @@ with tempfile.TemporaryDirectory() as d:
         with open(out, "rb") as f:
             put("safetensors", fmt, f.read())
 
+# fuzz_model_files: an index, a NUL, then its shard "a.safetensors"
+index = json.dumps({"metadata": {"total_size": 1}, "weight_map": {"w": "a.safetensors", "b": "a.safetensors", "h": "a.safetensors"}})
+put("model_files", "sharded", index.encode() + b"\0" + model)
+put("model_files", "wrong_shard", json.dumps({"weight_map": {"w": "b.safetensors"}}).encode() + b"\0" + model)
+with tempfile.TemporaryDirectory() as d:
+    src = os.path.join(d, "m.safetensors")
+    with open(src, "wb") as f:
+        f.write(model)
+    out = os.path.join(d, "q.safetensors")
+    subprocess.run([sys.argv[1], "quantize", src, "-o", out, "--format", "nvfp4"], check=True, stdout=subprocess.DEVNULL)
+    with open(out, "rb") as f:
+        put("model_files", "quantized", index.encode() + b"\0" + f.read())
+
 for i, args in enumerate([["formats"], ["--help"], ["quantize", "--help"],
                           ["quantize", "/dev/null", "-o", "out.safetensors", "--format", "mxfp4", "--method", "ed",
                            "--calibration", "/dev/null", "--include", "w.*", "--threads", "2"],

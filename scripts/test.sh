@@ -60,7 +60,7 @@ stage_sanitizers() {
   configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
     -DCMAKE_CXX_FLAGS="$flags -Wno-maybe-uninitialized" -DCMAKE_EXE_LINKER_FLAGS="$flags" &&
     cmake --build build-asan -j"$jobs" --target "${suites[@]}" &&
-    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1 run_suites build-asan
+    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:handle_sigbus=0 UBSAN_OPTIONS=print_stacktrace=1 run_suites build-asan
 }
 
 stage_release_native() {
@@ -84,10 +84,10 @@ stage_fuzz() {
   install_deps clang libclang-rt-14-dev || return 1
   CXX=clang++ configure build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLOCKCAST_BUILD_FUZZERS=ON \
     -DBLOCKCAST_BUILD_TESTS=OFF -DBLOCKCAST_BUILD_TOOLS=OFF -DBLOCKCAST_INSTALL=OFF &&
-    cmake --build build-fuzz -j"$jobs" --target fuzz_quantize fuzz_dequantize fuzz_safetensors fuzz_cli_args || return 1
+    cmake --build build-fuzz -j"$jobs" --target fuzz_quantize fuzz_dequantize fuzz_safetensors fuzz_cli_args fuzz_model_files || return 1
   local work status=0 pids=() names=()
   work=$(mktemp -d)
-  for name in quantize dequantize safetensors cli_args; do
+  for name in quantize dequantize safetensors cli_args model_files; do
     # a copy of the seeds as the working corpus (the repository is not modified); findings go to $work
     cp -r "fuzz/corpus/$name" "$work/$name"
     (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \

@@ -49,6 +49,12 @@ inline const float* float_rows(const io::safetensors_file& in, const io::tensor_
   return buffer.data();
 }
 
+/// Drops the mapped pages of rows [r0, r1) once read, so resident memory stays a few slices.
+inline void release_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1) {
+  const std::uint64_t row_bytes = cols * io::size_of(t.type);
+  in.release_pages(t, r0 * row_bytes, r1 * row_bytes);
+}
+
 /// Signal and noise sums, in double, for an SQNR over many slices.
 struct sqnr_sums {
   double signal = 0, noise = 0;
@@ -94,6 +100,7 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
     for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
       const std::size_t r1 = std::min(rows, r0 + slice_rows);
       amax = std::max(amax, reference::finite_amax(float_rows(in, t, cols, r0, r1, buffer), (r1 - r0) * cols));
+      release_rows(in, t, cols, r0, r1);
     }
     opt.tensor_amax = amax;
   }
@@ -134,11 +141,11 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
       output.signal += y.cast<double>().squaredNorm();
       output.noise += e.cast<double>().squaredNorm();
     }
+    release_rows(in, t, cols, r0, r1);
   }
   out.append(names.scales, span<const std::uint8_t>(scales.data(), scales.size()));
   if constexpr (Format::has_tensor_scale)
     out.append(names.tensor_scale, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(&tensor_scale), 4));
-  in.release_pages(t);
   return {weight.db(), plan.inputs ? output.db() : NAN};
 }
 

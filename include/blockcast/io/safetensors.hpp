@@ -202,9 +202,12 @@ class safetensors_file {
   }
   /// Lets the kernel drop the mapped pages of a tensor that has been read (they are read
   /// again from the file if needed), so resident memory does not grow with the model.
-  void release_pages(const tensor_info& t) const {
+  /// `from`, `to`: a byte range inside the tensor (default: all of it).
+  void release_pages(const tensor_info& t, std::uint64_t from = 0, std::uint64_t to = ~std::uint64_t{0}) const {
     const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    std::uintptr_t b = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin), e = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.end);
+    to = std::min(to, t.end - t.begin);
+    std::uintptr_t b = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin + from),
+                   e = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin + to);
     b = (b + page - 1) / page * page;
     e = e / page * page;
     if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
