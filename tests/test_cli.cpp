@@ -3,6 +3,7 @@
 // exactly what the PTQ layer computes, sharded models map shard for shard, and a failure
 // leaves no output behind.
 #include "cli/commands.hpp"
+#include "cli_test_files.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -16,34 +17,11 @@
 namespace cli = blockcast::cli;
 namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
+using blockcast::test::fresh_dir;
+using blockcast::test::files_in;
+using blockcast::test::random_matrix;
 
 namespace {
-
-std::string fresh_dir() {
-  char tmpl[] = "/tmp/blockcast-cli-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
-
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (const dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-ptq::matrix random_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  ptq::matrix m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
-}
 
 void add(io::safetensors_writer& out, const std::string& name, const ptq::matrix& m, std::vector<std::uint64_t> shape) {
   out.add_f32(name, std::move(shape), blockcast::span<const float>(m.data(), static_cast<std::size_t>(m.size())));

@@ -3,6 +3,7 @@
 // input. Each section names the guarantee it proves (README, "Guarantees"); the shell test
 // tests/fault_test.sh sends real signals to the binary.
 #include "cli/commands.hpp"
+#include "cli_test_files.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,27 +19,11 @@
 namespace cli = blockcast::cli;
 namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
+using blockcast::test::fresh_dir;
+using blockcast::test::files_in;
+using blockcast::test::random_matrix;
 
 namespace {
-
-std::string fresh_dir() {
-  char tmpl[] = "/tmp/blockcast-faults-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
-
-// Every entry of a directory (hidden ones too), sorted.
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (const dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 std::string read_file(const std::string& path) {
   struct stat st {};
@@ -53,14 +38,6 @@ std::map<std::string, std::string> snapshot(const std::string& dir) {
   std::map<std::string, std::string> s;
   for (const auto& f : files_in(dir)) s[f] = read_file(dir + "/" + f);
   return s;
-}
-
-ptq::matrix random_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  ptq::matrix m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
 }
 
 void write_model(const std::string& path, const std::vector<std::string>& names, unsigned seed = 1) {

@@ -49,7 +49,7 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
       ->check(CLI::ExistingFile);
   quantize->add_option("--include", q.include, "quantize only tensors whose name matches this regex")->capture_default_str();
   quantize->add_option("--exclude", q.exclude, "copy tensors whose name matches this regex unchanged");
-  quantize->add_option("--threads", q.threads, "threads")->check(CLI::Range(1u, 1024u))->capture_default_str();
+  quantize->add_option("--threads", q.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
 
   auto* inspect = app.add_subcommand("inspect", "list a file's tensors, formats, sizes and compression ratio");
   inspect->add_option("file", r.inspect_path, "a .safetensors file or a sharded model's index.json")->required()->check(CLI::ExistingFile);
@@ -59,7 +59,7 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
   dequantize->add_option("input", d.input, "a quantized .safetensors file or index.json")->required()->check(CLI::ExistingFile);
   dequantize->add_option("-o,--output", d.output, "output file (an index.json for a sharded model)")->required();
   dequantize->add_option("--dtype", d.dtype, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
-  dequantize->add_option("--threads", d.threads, "threads")->check(CLI::Range(1u, 1024u))->capture_default_str();
+  dequantize->add_option("--threads", d.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
 
   try {
     app.parse(argc, argv);

@@ -11,6 +11,9 @@
 // single file replaced by its own quantized version.
 #pragma once
 
+#include <sched.h>
+#include <sys/stat.h>
+
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
@@ -23,8 +26,8 @@
 #include <ostream>
 #include <regex>
 #include <set>
-#include <sys/stat.h>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "blockcast/blockcast.hpp"
@@ -39,15 +42,23 @@ namespace blockcast::cli {
 
 using io::io_error;
 
+/// The CPUs this process may run on (its affinity mask): the default thread count.
+inline unsigned available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 struct quantize_request {
   std::string input, output, format = "mxfp4", method = "rtn", calibration;
   std::string include = ".*", exclude;  // ECMAScript regexes searched in tensor names
-  unsigned threads = 1;
+  unsigned threads = available_cores();
 };
 
 struct dequantize_request {
   std::string input, output, dtype = "bf16";  // "bf16" or "f32"
-  unsigned threads = 1;
+  unsigned threads = available_cores();
 };
 
 /// One line of the quantize summary.

@@ -28,25 +28,42 @@ namespace blockcast::cli::detail {
 inline constexpr std::size_t slice_values = std::size_t{1} << 22;
 
 /// Rows [r0, r1) of a float tensor (F32/F16/BF16) as contiguous floats: the mapped bytes
-/// themselves when they are aligned F32, else widened into `buffer`.
+/// themselves when they are aligned F32, else widened into `buffer` (rows split over threads).
 inline const float* float_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0,
-                               std::size_t r1, std::vector<float>& buffer) {
-  const auto bytes = in.bytes(t);
+                               std::size_t r1, std::vector<float>& buffer, unsigned threads) {
   const std::size_t n = (r1 - r0) * cols, element = io::size_of(t.type);
-  const std::uint8_t* src = bytes.data() + r0 * cols * element;
+  const std::uint8_t* src = in.bytes(t).data() + r0 * cols * element;
   if (t.type == io::dtype::f32 && reinterpret_cast<std::uintptr_t>(src) % alignof(float) == 0)
     return reinterpret_cast<const float*>(src);
   buffer.resize(n);
-  if (t.type == io::dtype::f32) {
-    std::memcpy(buffer.data(), src, n * 4);
-  } else {
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);
-      buffer[i] = t.type == io::dtype::f16 ? io::detail::half_to_float(h) : io::detail::bf16_to_float(h);
+  float* out = buffer.data();
+  blockcast::detail::parallel_for(n, threads, std::size_t{1} << 16, [&](std::size_t b, std::size_t e) {
+    if (t.type == io::dtype::f32) {
+      std::memcpy(out + b, src + 4 * b, (e - b) * 4);
+    } else if (t.type == io::dtype::bf16) {  // a BF16 is the top half of an FP32
+      std::size_t i = b;
+      for (; i + 16 <= e; i += 16) {  // fixed-size groups: the compiler vectorizes them
+        std::uint16_t h[16];
+        std::uint32_t bits[16];
+        std::memcpy(h, src + 2 * i, sizeof h);
+        for (int k = 0; k < 16; ++k) bits[k] = static_cast<std::uint32_t>(h[k]) << 16;
+        std::memcpy(out + i, bits, sizeof bits);
+      }
+      for (; i < e; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+        std::memcpy(out + i, &bits, 4);
+      }
+    } else {
+      for (std::size_t i = b; i < e; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        out[i] = io::detail::half_to_float(h);
+      }
     }
-  }
-  return buffer.data();
+  });
+  return out;
 }
 
 /// Drops the mapped pages of rows [r0, r1) once read, so resident memory stays a few slices.
@@ -55,12 +72,21 @@ inline void release_rows(const io::safetensors_file& in, const io::tensor_info& 
   in.release_pages(t, r0 * row_bytes, r1 * row_bytes);
 }
 
-/// Signal and noise sums, in double, for an SQNR over many slices.
+/// Signal and noise sums for an SQNR over many slices: per row in float (Eigen vectorizes
+/// the reduction), rows added in double in row order, so the sum is the same for every
+/// thread count.
 struct sqnr_sums {
   double signal = 0, noise = 0;
-  void add(const Eigen::Ref<const ptq::matrix>& w, const Eigen::Ref<const ptq::matrix>& q) {
-    signal += w.cast<double>().squaredNorm();
-    noise += (w - q).cast<double>().squaredNorm();
+  void add(const Eigen::Ref<const ptq::matrix>& w, const Eigen::Ref<const ptq::matrix>& q, unsigned threads) {
+    std::vector<double> s(static_cast<std::size_t>(w.rows())), e(s.size());
+    blockcast::detail::parallel_for(s.size(), threads, 64, [&](std::size_t b, std::size_t end) {
+      for (std::size_t i = b; i < end; ++i) {
+        const auto r = static_cast<Eigen::Index>(i);
+        s[i] = w.row(r).squaredNorm();
+        e[i] = (w.row(r) - q.row(r)).squaredNorm();
+      }
+    });
+    for (std::size_t i = 0; i < s.size(); ++i) signal += s[i], noise += e[i];
   }
   double db() const { return ptq::sqnr_db(signal, noise); }
 };
@@ -99,7 +125,7 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
     float amax = 0.0f;
     for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
       const std::size_t r1 = std::min(rows, r0 + slice_rows);
-      amax = std::max(amax, reference::finite_amax(float_rows(in, t, cols, r0, r1, buffer), (r1 - r0) * cols));
+      amax = std::max(amax, reference::finite_amax(float_rows(in, t, cols, r0, r1, buffer, threads), (r1 - r0) * cols));
       release_rows(in, t, cols, r0, r1);
     }
     opt.tensor_amax = amax;
@@ -111,7 +137,7 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
   ptq::matrix dequantized;
   for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
     const std::size_t r1 = std::min(rows, r0 + slice_rows), n = r1 - r0;
-    const Eigen::Map<const ptq::matrix> w(float_rows(in, t, cols, r0, r1, buffer), static_cast<Eigen::Index>(n),
+    const Eigen::Map<const ptq::matrix> w(float_rows(in, t, cols, r0, r1, buffer, threads), static_cast<Eigen::Index>(n),
                                           static_cast<Eigen::Index>(cols));
     packed_tensor<Format> packed;
     if (plan.method == "rtn") {
@@ -135,7 +161,7 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
     out.append(names.codes, packed.codes());
     scales.insert(scales.end(), packed.scales().begin(), packed.scales().end());
     tensor_scale = packed.tensor_scale();
-    weight.add(w, dequantized);
+    weight.add(w, dequantized, threads);
     if (plan.inputs) {  // the layer's output on the calibration inputs, these rows of it
       const ptq::matrix y = w * plan.inputs->transpose(), e = (w - dequantized) * plan.inputs->transpose();
       output.signal += y.cast<double>().squaredNorm();

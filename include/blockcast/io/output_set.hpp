@@ -192,14 +192,8 @@ class output_set {
   }
   /// Stages the file `name` with content `text` (written and synced).
   void put_text(const std::string& name, const std::string& text) {
-    const std::string path = stage(name);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    const bool ok = fd >= 0 && step("write", path, [&] {
-                      return ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0 ? 0 : -1;
-                    }) == 0;
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    if (!ok) detail::fail(label_, "cannot write " + in_quotes(name) + ": " + std::strerror(err));
+    if (const int err = write_synced(stage(name), text, "write"))
+      detail::fail(label_, "cannot write " + in_quotes(name) + ": " + std::strerror(err));
   }
   const std::string& label() const { return label_; }
   const std::string& directory() const { return dir_; }
@@ -259,18 +253,26 @@ class output_set {
     return call();
   }
 
+  // Creates `path` (exclusively) holding `text`, synced; returns 0 or the errno of the failure.
+  static int write_synced(const std::string& path, const std::string& text, const char* step_name) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    const int result = step(step_name, path, [&] {
+      return ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0 ? 0 : -1;
+    });
+    const int err = result == 0 ? 0 : errno;
+    ::close(fd);
+    return err;
+  }
+
   void write_journal(const std::vector<detail::journal_entry>& entries, std::string& error) const {
     std::string text = std::string(detail::journal_magic) + "\n";
     for (const auto& e : entries) text += std::to_string(e.ino) + "\t" + e.name + "\n";
     const std::string tmp = staging_ + "/journal.tmp", path = staging_ + "/journal";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    const bool ok = fd >= 0 && step("journal", path, [&] {
-                      return ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0 ? 0 : -1;
-                    }) == 0;
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-      error = "cannot write the commit journal: " + std::string(std::strerror(ok ? errno : err));
+    int err = write_synced(tmp, text, "journal");
+    if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+    if (err != 0) {
+      error = "cannot write the commit journal: " + std::string(std::strerror(err));
       return;
     }
     sync_directory(staging_);

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+// Helpers of the command-line tool's tests: scratch directories, their listings, random
+// weight matrices.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "blockcast/ptq/matrix.hpp"
+
+namespace blockcast::test {
+
+/// A new, empty directory under /tmp.
+inline std::string fresh_dir() {
+  char tmpl[] = "/tmp/blockcast-cli-test-XXXXXX";
+  const char* d = ::mkdtemp(tmpl);
+  REQUIRE(d != nullptr);
+  return d;
+}
+
+/// Every entry of a directory (hidden ones too), sorted.
+inline std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+/// rows x cols weights drawn from N(0, 0.05^2).
+inline ptq::matrix random_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  ptq::matrix m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+}  // namespace blockcast::test
