@@ -71,19 +71,22 @@ inline std::string read_small_file(const std::string& path, int* fd_out = nullpt
 }
 
 // Undoes a commit from its journal: see the top of this file. Never removes a file whose
-// inode is not one of the run's new files.
-inline void roll_back(const std::string& dir, const std::string& staging, const std::vector<journal_entry>& entries) {
+// inode is not one of the run's new files. Returns false if a backup could not be put back
+// (the staging directory, journal and backups must then be kept for the next run).
+inline bool roll_back(const std::string& dir, const std::string& staging, const std::vector<journal_entry>& entries) {
+  bool restored = true;
   for (std::size_t i = entries.size(); i-- > 0;) {
     const std::string target = dir + "/" + entries[i].name, backup = staging + "/old." + std::to_string(i);
     struct stat t {}, b {};
     const bool target_exists = ::lstat(target.c_str(), &t) == 0;
     const bool ours = target_exists && static_cast<std::uint64_t>(t.st_ino) == entries[i].ino && S_ISREG(t.st_mode);
     if (lstat_regular(backup, b)) {
-      if (!target_exists || ours) ::rename(backup.c_str(), target.c_str());
+      if ((!target_exists || ours) && ::rename(backup.c_str(), target.c_str()) != 0) restored = false;
     } else if (ours) {
       ::unlink(target.c_str());
     }
   }
+  return restored;
 }
 
 inline std::vector<journal_entry> parse_journal(const std::string& text) {
@@ -130,10 +133,7 @@ inline void recover_abandoned(const std::string& dir, const std::string& prefix,
     if (fd < 0) continue;
     const bool ours = owner.rfind(std::string(owner_magic) + "\n" + "set " + set_name + "\n", 0) == 0;
     const bool abandoned = ours && ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-    if (abandoned) {
-      roll_back(dir, staging, parse_journal(read_small_file(staging + "/journal")));
-      remove_staging(staging);
-    }
+    if (abandoned && roll_back(dir, staging, parse_journal(read_small_file(staging + "/journal")))) remove_staging(staging);
     ::close(fd);
   }
 }
@@ -233,11 +233,14 @@ class output_set {
     if (error.empty()) sync_directory(dir_);
     if (error.empty() && step("commit", staging_ + "/journal", [&] { return ::unlink((staging_ + "/journal").c_str()); }) != 0)
       error = std::string("cannot complete the commit: ") + std::strerror(errno);
-    if (!error.empty()) detail::roll_back(dir_, staging_, entries);
-    detail::remove_staging(staging_);
+    const bool restored = error.empty() || detail::roll_back(dir_, staging_, entries);
+    if (restored) detail::remove_staging(staging_);  // else the backups stay for the next run to restore
     release();
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (!error.empty()) detail::fail(label_, error + " (nothing was changed)");
+    if (!error.empty())
+      detail::fail(label_, error + (restored ? " (nothing was changed)"
+                                             : " (the old files could not all be put back: they are kept in '" +
+                                                   printable(staging_) + "', and the next run on this output restores them)"));
   }
 
  private:
