@@ -249,6 +249,22 @@ TEST_CASE("fault 2-3: a run killed in the middle of its commit is rolled back by
     { io::output_set next(dir, "set", dir + "/set"); }  // the next run on the same output recovers
     CHECK(snapshot(dir) == old_set);
   }
+  // a rollback that cannot put a backup back keeps it (and says where) for the next run
+  {
+    int renames = 0;
+    io::testing::fault_hook = [&](const char* step, const std::string&) {
+      const std::string s = step;
+      return (s == "rename" && ++renames == 2) || s == "restore" ? EIO : 0;
+    };
+    io::output_set set(dir, "set", dir + "/set");
+    write_file(set.stage("s1"), "new 1");
+    write_file(set.stage("s2"), "new 2");
+    CHECK_THROWS_WITH(set.commit(), Catch::Contains("could not all be put back") && Catch::Contains(".blockcast-staging.set."));
+    io::testing::fault_hook = nullptr;
+    CHECK(read_file(dir + "/s1") == "new 1");  // not yet restored, but not lost:
+    { io::output_set next(dir, "set", dir + "/set"); }
+    CHECK(snapshot(dir) == old_set);  // the next run put it back
+  }
   // someone else's staging-like directory, and a live run's, are left alone
   REQUIRE(::mkdir((dir + "/.blockcast-staging.set.1.1").c_str(), 0700) == 0);
   write_file(dir + "/.blockcast-staging.set.1.1/owner", "not ours");

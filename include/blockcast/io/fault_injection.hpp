@@ -9,7 +9,7 @@
 namespace blockcast::io::testing {
 
 /// Called before each step the I/O layer takes on the file system (step names: "mkdir",
-/// "owner", "write", "fsync", "rename", "journal", "link", "commit"); a non-zero return is
+/// "owner", "write", "fsync", "rename", "journal", "link", "commit", "restore"); a non-zero return is
 /// an errno value the step then fails with. Not thread-safe: set it only in tests.
 inline std::function<int(const char* step, const std::string& path)> fault_hook;
 

@@ -81,7 +81,8 @@ inline bool roll_back(const std::string& dir, const std::string& staging, const 
     const bool target_exists = ::lstat(target.c_str(), &t) == 0;
     const bool ours = target_exists && static_cast<std::uint64_t>(t.st_ino) == entries[i].ino && S_ISREG(t.st_mode);
     if (lstat_regular(backup, b)) {
-      if ((!target_exists || ours) && ::rename(backup.c_str(), target.c_str()) != 0) restored = false;
+      if ((!target_exists || ours) && (injected_fault("restore", target) != 0 || ::rename(backup.c_str(), target.c_str()) != 0))
+        restored = false;
     } else if (ours) {
       ::unlink(target.c_str());
     }
