@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Every code of every element and scale format: the golden code tables, decode-encode round
-// trips, values unique and ordered, and the limits of DESIGN.md section 2.
+// trips, values unique and ordered, and the limits of docs/formats.md.
 #include <blockcast/blockcast.hpp>
 
 #include <catch2/catch.hpp>
@@ -102,7 +102,7 @@ TEMPLATE_LIST_TEST_CASE("finite values are unique and ordered like their magnitu
   for (const auto& [value, count] : seen) CHECK(count == 1);
 }
 
-TEST_CASE("element limits are those of DESIGN.md section 2", "[exhaustive]") {
+TEST_CASE("element limits are those of docs/formats.md", "[exhaustive]") {
   // max normal, min normal, min subnormal
   CHECK(bc::fp8_e4m3::max_normal() == 448.0f);
   CHECK(bc::fp8_e4m3::min_normal() == std::ldexp(1.0f, -6));

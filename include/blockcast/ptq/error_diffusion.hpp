@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Error diffusion (ED): weighted adjust-and-quantize over a layer's weights (DESIGN.md
-// section 3). With the inputs modelled as H ~ D + U U^T, the greedy quantizer that GPTQ
+// Error diffusion (ED): weighted adjust-and-quantize over a layer's weights (derived in
+// docs/error_diffusion.md). With the inputs modelled as H ~ D + U U^T, the greedy quantizer that GPTQ
 // implements with the K x K inverse Hessian has a closed form carried as an r-vector per row:
 //
 //   precompute (k = K-1 .. 0):  S_k = sum_{i>=k} U_i U_i^T / d_i,  g_k = (I + S_k)^{-1} U_k / d_k
@@ -12,7 +12,7 @@
 // (I + S_k)^{-1} is kept by Sherman-Morrison updates, O(r^2) per column; the pass costs
 // O(m K r). No backpropagation, no Hessian, no hyperparameter to tune: r = min(64, K) and the
 // GPTQ-style damping are defaults. This formalisation is the project's own reading of ED
-// (Khodamoradi, Denolf, Dellinger, arXiv 2410.11203); see DESIGN.md.
+// (Khodamoradi, Denolf, Dellinger, arXiv 2410.11203); see docs/error_diffusion.md.
 #pragma once
 
 #include <Eigen/Dense>
