@@ -39,6 +39,22 @@ BLOCKCAST_DISPATCHED(mxfp4)
 BLOCKCAST_DISPATCHED(mxint8)
 BLOCKCAST_DISPATCHED(nvfp4)
 
+#define BLOCKCAST_EXTERN_CONVERT(A)                                                                     \
+  extern template void widen_bf16_op::operator()<A>(A, const std::uint8_t*, std::size_t, float*) const; \
+  extern template void widen_f16_op::operator()<A>(A, const std::uint8_t*, std::size_t, float*) const;  \
+  extern template error_sums squared_error_sums_op::operator()<A>(A, const float*, const float*, std::size_t) const;
+BLOCKCAST_EXTERN_CONVERT(xsimd::avx512bw)
+BLOCKCAST_EXTERN_CONVERT(xsimd::avx2)
+BLOCKCAST_EXTERN_CONVERT(xsimd::sse4_2)
+BLOCKCAST_EXTERN_CONVERT(xsimd::sse2)
+#undef BLOCKCAST_EXTERN_CONVERT
+
+void widen_bf16(const std::uint8_t* src, std::size_t n, float* out) { xsimd::dispatch<arch_list>(widen_bf16_op{})(src, n, out); }
+void widen_f16(const std::uint8_t* src, std::size_t n, float* out) { xsimd::dispatch<arch_list>(widen_f16_op{})(src, n, out); }
+error_sums squared_error_sums(const float* w, const float* q, std::size_t n) {
+  return xsimd::dispatch<arch_list>(squared_error_sums_op{})(w, q, n);
+}
+
 namespace {
 struct name_op {
   template <class Arch>

@@ -24,6 +24,23 @@ void fake_quantize_op<Format>::operator()(Arch, const float* in, float* out, std
   simd::tensor_casts<Format, Arch>::fake_quantize(in, out, rows, cols, opt);
 }
 
+template <class Arch>
+void widen_bf16_op::operator()(Arch, const std::uint8_t* src, std::size_t n, float* out) const {
+  portable::widen_bf16<Arch>(src, n, out);
+}
+template <class Arch>
+void widen_f16_op::operator()(Arch, const std::uint8_t* src, std::size_t n, float* out) const {
+  portable::widen_f16<Arch>(src, n, out);
+}
+template <class Arch>
+error_sums squared_error_sums_op::operator()(Arch, const float* w, const float* q, std::size_t n) const {
+  return portable::squared_error_sums<Arch>(w, q, n);
+}
+template void widen_bf16_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const std::uint8_t*, std::size_t, float*) const;
+template void widen_f16_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const std::uint8_t*, std::size_t, float*) const;
+template error_sums squared_error_sums_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, const float*,
+                                                                       std::size_t) const;
+
 #define BLOCKCAST_INSTANTIATE(F)                                                                       \
   template float quantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, std::size_t, \
                                                             std::size_t, mutable_packed_view<F>,       \

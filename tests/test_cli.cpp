@@ -106,6 +106,95 @@ TEST_CASE("cli quantize: RTN, ED and GPTQ tensors decode to exactly what the PTQ
   }
 }
 
+namespace {
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+std::vector<std::uint8_t> stored_as(io::dtype type, const ptq::matrix& m) {  // F32, or rounded to BF16 / F16
+  std::vector<std::uint8_t> out;
+  for (Eigen::Index i = 0; i < m.size(); ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, m.data() + i, 4);
+    if (type == io::dtype::f32) {
+      for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
+      continue;
+    }
+    std::uint16_t h;
+    if (type == io::dtype::bf16) {
+      h = static_cast<std::uint16_t>(u >> 16);
+    } else {  // F16 of a value in (2^-14, 1): exponent rebased, fraction truncated (tests need any F16)
+      const std::uint32_t exponent = (u >> 23) & 0xff;
+      h = static_cast<std::uint16_t>(((u >> 16) & 0x8000u) | ((exponent - 112) << 10) | ((u >> 13) & 0x3ffu));
+      if (exponent < 113) h = static_cast<std::uint16_t>((u >> 16) & 0x8000u);  // tiny values to zero
+    }
+    out.push_back(static_cast<std::uint8_t>(h)), out.push_back(static_cast<std::uint8_t>(h >> 8));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("cli quantize: the same bytes for every slice size, chunk size and thread count", "[cli]") {
+  // BF16, F16 and F32 weights, rows that are not whole blocks, an odd-sized tensor first so
+  // that the others start unaligned in the file
+  const std::string dir = fresh_dir();
+  {
+    io::safetensors_writer out(dir + "/model.safetensors");
+    const ptq::matrix odd = random_matrix(3, 5, 20), a = random_matrix(37, 100, 21), b = random_matrix(64, 96, 22),
+                      c = random_matrix(9, 300, 23);
+    out.add_owned("odd", io::dtype::bf16, {3, 5}, stored_as(io::dtype::bf16, odd));
+    out.add_owned("a.weight", io::dtype::bf16, {37, 100}, stored_as(io::dtype::bf16, a));
+    out.add_owned("b.weight", io::dtype::f16, {64, 96}, stored_as(io::dtype::f16, b));
+    out.add_owned("c.weight", io::dtype::f32, {9, 300}, stored_as(io::dtype::f32, c));
+    out.commit();
+    io::safetensors_writer calib(dir + "/calib.safetensors");
+    for (const auto& [name, cols] : {std::pair<std::string, Eigen::Index>{"odd", 5}, {"a.weight", 100}, {"b.weight", 96}, {"c.weight", 300}})
+      add(calib, name + ".inputs", random_matrix(2 * cols, cols, 30), {static_cast<std::uint64_t>(2 * cols), static_cast<std::uint64_t>(cols)});
+    calib.commit();
+  }
+  const io::safetensors_file model(dir + "/model.safetensors");
+  for (const auto& f : blockcast::preset_formats()) {
+    for (const std::string method : {"rtn", "ed"}) {
+      if (method == "ed" && f.name != "mxfp4" && f.name != "nvfp4") continue;  // ED's rows: two formats are enough
+      cli::quantize_request req;
+      req.input = dir + "/model.safetensors";
+      req.format = std::string(f.name);
+      req.method = method;
+      if (method == "ed") req.calibration = dir + "/calib.safetensors";
+      req.threads = 1;
+      req.output = dir + "/reference.safetensors";
+      cli::quantize_model(req);
+      const std::string reference = file_bytes(req.output);
+      if (method == "rtn") {  // the reference itself: each tensor as the whole-tensor API quantizes it
+        const io::safetensors_file q(req.output);
+        blockcast::visit_format(req.format, [&](auto tag) {
+          using F = typename decltype(tag)::type;
+          for (const char* name : {"odd", "a.weight", "b.weight", "c.weight"}) {
+            const auto& t = model.find(name);
+            const auto values = model.to_float(t);
+            const auto want = blockcast::quantize<F>(values.data(), t.shape[0], t.shape[1]);
+            const auto got = io::read_quantized<F>(q, name);
+            INFO(req.format << " " << name);
+            CHECK(std::equal(got.codes().begin(), got.codes().end(), want.codes().begin(), want.codes().end()));
+            CHECK(std::equal(got.scales().begin(), got.scales().end(), want.scales().begin(), want.scales().end()));
+            CHECK(got.tensor_scale() == want.tensor_scale());
+          }
+        });
+      }
+      for (unsigned threads : {1u, 2u, 3u})
+        for (const auto& [slice, chunk] : {std::pair<std::size_t, std::size_t>{1, 1}, {100, 16}, {1000, 333}, {1u << 22, 1u << 14}}) {
+          req.threads = threads;
+          req.sizes.slice_values = slice;
+          req.sizes.chunk_values = chunk;
+          req.output = dir + "/out.safetensors";
+          cli::quantize_model(req);
+          INFO(req.format << " " << method << ", " << threads << " threads, slices of " << slice << " values, chunks of " << chunk);
+          CHECK(file_bytes(req.output) == reference);
+        }
+    }
+  }
+}
+
 TEST_CASE("cli quantize: --include and --exclude choose the tensors; dequantize restores shapes", "[cli]") {
   const std::string dir = fresh_dir();
   toy_model().write(dir + "/model.safetensors");

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <random>
 
+#include "convert_checks.hpp"
+
 namespace bc = blockcast;
 
 TEST_CASE("dispatch picks the best instruction set the CPU has", "[dispatch]") {
@@ -49,4 +51,9 @@ TEMPLATE_TEST_CASE("dispatched casts equal the reference", "[dispatch]", bc::mxf
       CHECK((std::memcmp(&c[i], &b[i], 4) == 0 || (std::isnan(c[i]) && std::isnan(b[i]))));
     }
   }
+}
+
+TEST_CASE("dispatched widening and SQNR sums equal the definitions", "[dispatch]") {
+  blockcast_test::check_widening(bc::runtime::widen_bf16, bc::runtime::widen_f16);
+  blockcast_test::check_error_sums(bc::runtime::squared_error_sums);
 }

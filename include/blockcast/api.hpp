@@ -11,6 +11,7 @@
 #include "blockcast/block/packed.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/kernels/cast.hpp"
+#include "blockcast/kernels/convert.hpp"
 #include "blockcast/kernels/dot.hpp"
 #include "blockcast/kernels/reference.hpp"
 #if BLOCKCAST_RUNTIME_DISPATCH
@@ -170,6 +171,30 @@ void gemv(packed_view<Format> w, const float* x, float* y, const cast_options& o
 template <class Format>
 void gemv(const packed_tensor<Format>& w, const float* x, float* y, const cast_options& opt = {}) {
   gemv(w.view(), x, y, opt);
+}
+
+/// Widens n little-endian BF16 values (bytes at any alignment, as stored in a checkpoint) to
+/// float, exactly.
+inline void widen_bf16(const std::uint8_t* src, std::size_t n, float* out) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  return runtime::widen_bf16(src, n, out);
+#endif
+  portable::widen_bf16<xsimd::default_arch>(src, n, out);
+}
+/// Widens n little-endian IEEE binary16 values (any alignment) to float, exactly.
+inline void widen_f16(const std::uint8_t* src, std::size_t n, float* out) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  return runtime::widen_f16(src, n, out);
+#endif
+  portable::widen_f16<xsimd::default_arch>(src, n, out);
+}
+/// sum w^2 and sum (w - q)^2 of n values (an SQNR's signal and noise), the same for every
+/// alignment of w and q (kernels/convert.hpp).
+inline error_sums squared_error_sums(const float* w, const float* q, std::size_t n) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  return runtime::squared_error_sums(w, q, n);
+#endif
+  return portable::squared_error_sums<xsimd::default_arch>(w, q, n);
 }
 
 }  // namespace blockcast

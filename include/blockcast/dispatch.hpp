@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "blockcast/block/block_format.hpp"
 #include "blockcast/block/packed.hpp"
+#include "blockcast/kernels/convert.hpp"
 #include "blockcast/kernels/simd_arch.hpp"  // xsimd
 #include "blockcast/policy.hpp"
 
@@ -76,6 +78,23 @@ BLOCKCAST_DECLARE_DISPATCHED(mxfp4)
 BLOCKCAST_DECLARE_DISPATCHED(mxint8)
 BLOCKCAST_DECLARE_DISPATCHED(nvfp4)
 #undef BLOCKCAST_DECLARE_DISPATCHED
+
+/// Widening and error sums (kernels/convert.hpp), compiled per ISA so the loops vectorize.
+struct widen_bf16_op {
+  template <class Arch>
+  void operator()(Arch, const std::uint8_t* src, std::size_t n, float* out) const;
+};
+struct widen_f16_op {
+  template <class Arch>
+  void operator()(Arch, const std::uint8_t* src, std::size_t n, float* out) const;
+};
+struct squared_error_sums_op {
+  template <class Arch>
+  error_sums operator()(Arch, const float* w, const float* q, std::size_t n) const;
+};
+void widen_bf16(const std::uint8_t* src, std::size_t n, float* out);
+void widen_f16(const std::uint8_t* src, std::size_t n, float* out);
+error_sums squared_error_sums(const float* w, const float* q, std::size_t n);
 
 /// Name of the instruction set the dispatched kernels run on here ("avx512bw", ...).
 const char* selected_arch_name();

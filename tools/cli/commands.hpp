@@ -53,6 +53,7 @@ struct quantize_request {
   std::string input, output, format = "mxfp4", method = "rtn", calibration;
   std::string include = ".*", exclude;  // ECMAScript regexes searched in tensor names
   unsigned threads = available_cores();
+  detail::pipeline_sizes sizes;  // how tensors are cut (not on the command line: the output never depends on it)
 };
 
 struct dequantize_request {
@@ -207,6 +208,7 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
   io::safetensors_stream_writer out(out_path, label);
   for (const auto& [key, value] : in.metadata()) out.set_metadata(key, value);
   std::vector<io::quantized_names> names(in.tensors().size());
+  pipeline_buffers buffers;
   for (std::size_t i = 0; i < in.tensors().size(); ++i) {
     const auto& t = in.tensors()[i];
     if (quantized[i]) {
@@ -230,7 +232,7 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
       ptq::matrix x;
       if (calib) x = calibration_inputs(*calib, t.name, cols);
       const method_plan plan = plan_method(req.method, calib ? &x : nullptr, req.threads);
-      const tensor_result q = quantize_tensor<Format>(in, t, names[i], plan, req.threads, out);
+      const tensor_result q = quantize_tensor<Format>(in, t, names[i], plan, req.threads, req.sizes, out, buffers);
       r.stored = req.format + " " + req.method;
       r.calibrated = calib != nullptr;
       r.weight_sqnr_db = q.weight_sqnr_db;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // `blockcast`: the command-line quantizer. Exit codes: 0 success, 1 a file, format or shape
 // error (one line on stderr saying what and where), 2 a usage error.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 
@@ -51,6 +53,18 @@ void print_summary(const std::vector<blockcast::cli::tensor_report>& reports) {
                 nonfinite, nonfinite == 1 ? " holds" : "s hold");
 }
 
+// The run as a whole: values converted per second (reading, converting, writing and syncing
+// included) and the peak resident memory, which the streaming pipeline keeps independent of
+// the tensors' sizes.
+void print_totals(const std::vector<blockcast::cli::tensor_report>& reports, double seconds) {
+  std::uint64_t values = 0;
+  for (const auto& r : reports) values += r.quantized ? r.values : 0;
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  std::printf("%.3f G values quantized in %.3f s (%.2f G values/s), peak memory %.1f MiB\n", static_cast<double>(values) * 1e-9,
+              seconds, seconds > 0 ? static_cast<double>(values) * 1e-9 / seconds : 0.0, static_cast<double>(usage.ru_maxrss) / 1024.0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,8 +86,11 @@ int main(int argc, char** argv) {
         progress_bar bar;
         cli::progress_fn progress;
         if (::isatty(2)) progress = std::ref(bar);
-        print_summary(cli::quantize_model(args.quantize, progress));
+        const auto start = std::chrono::steady_clock::now();
+        const auto reports = cli::quantize_model(args.quantize, progress);
+        print_summary(reports);
         std::printf("wrote %s\n", cli::one_line(args.quantize.output).c_str());
+        print_totals(reports, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         break;
       }
       case command::inspect:

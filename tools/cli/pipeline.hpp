@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// One weight tensor through the quantizer in slices of rows: read from the mapped input
-// (widened from BF16/F16 to float slice by slice), quantized (RTN, ED or GPTQ: rows are
+// One weight tensor through the quantizer in slices of rows: read from the input with pread
+// (widened from BF16/F16 to float chunk by chunk), quantized (RTN, ED or GPTQ: rows are
 // independent in all three once the tensor-wide context is fixed), its codes appended to the
 // output as they come, its report (weight and output SQNR) accumulated from the same slices.
 // Peak memory is a few slices plus the tensor's scale bytes (1/16 or 1/32 of a byte per value),
@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -23,73 +24,131 @@
 
 namespace blockcast::cli::detail {
 
-/// Values per slice: large enough that per-slice set-up (ED's diffusion weights, O(K r^2))
-/// is small against the pass, small enough to stay a fixed amount of memory.
-inline constexpr std::size_t slice_values = std::size_t{1} << 22;
+/// How a tensor is cut: slices of rows are the unit of writing (and of ED/GPTQ work), chunks
+/// of rows the unit of RTN work inside a slice. The output does not depend on either; the
+/// tests run with tiny ones.
+struct pipeline_sizes {
+  /// Values per slice: large enough that per-slice set-up (ED's diffusion weights, O(K r^2))
+  /// is small against the pass, small enough to stay a fixed amount of memory.
+  std::size_t slice_values = std::size_t{1} << 22;
+  /// Values per chunk: a chunk's floats and their dequantized copy stay in a core's L2 cache
+  /// between reading, quantizing and measuring.
+  std::size_t chunk_values = std::size_t{1} << 14;
+};
 
-/// Rows [r0, r1) of a float tensor (F32/F16/BF16) as contiguous floats: the mapped bytes
-/// themselves when they are aligned F32, else widened into `buffer` (rows split over threads).
+/// Widens n F32/F16/BF16 values at `src` (any alignment) to floats.
+inline void widen(const std::uint8_t* src, io::dtype type, std::size_t n, float* out) {
+  if (type == io::dtype::f32) std::memcpy(out, src, n * 4);
+  else if (type == io::dtype::bf16) blockcast::widen_bf16(src, n, out);
+  else blockcast::widen_f16(src, n, out);
+}
+
+/// Reads rows [r0, r1) of a float tensor (F32/F16/BF16, rows of `cols` values) into `out` as
+/// floats; `raw` holds the stored bytes on the way. pread, not the mapping (see
+/// safetensors_file::read).
+inline void read_floats(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1,
+                        float* out, std::vector<std::uint8_t>& raw) {
+  const std::size_t n = (r1 - r0) * cols, element = io::size_of(t.type);
+  if (t.type == io::dtype::f32) return in.read(t, r0 * cols * element, n * element, out);
+  raw.resize(n * element);
+  in.read(t, r0 * cols * element, n * element, raw.data());
+  widen(raw.data(), t.type, n, out);
+}
+
+/// Rows [r0, r1) as contiguous floats in `buffer`, read and widened in pieces split over threads.
 inline const float* float_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0,
                                std::size_t r1, std::vector<float>& buffer, unsigned threads) {
-  const std::size_t n = (r1 - r0) * cols, element = io::size_of(t.type);
-  const std::uint8_t* src = in.bytes(t).data() + r0 * cols * element;
-  if (t.type == io::dtype::f32 && reinterpret_cast<std::uintptr_t>(src) % alignof(float) == 0)
-    return reinterpret_cast<const float*>(src);
-  buffer.resize(n);
-  float* out = buffer.data();
-  blockcast::detail::parallel_for(n, threads, std::size_t{1} << 16, [&](std::size_t b, std::size_t e) {
-    if (t.type == io::dtype::f32) {
-      std::memcpy(out + b, src + 4 * b, (e - b) * 4);
-    } else if (t.type == io::dtype::bf16) {  // a BF16 is the top half of an FP32
-      std::size_t i = b;
-      for (; i + 16 <= e; i += 16) {  // fixed-size groups: the compiler vectorizes them
-        std::uint16_t h[16];
-        std::uint32_t bits[16];
-        std::memcpy(h, src + 2 * i, sizeof h);
-        for (int k = 0; k < 16; ++k) bits[k] = static_cast<std::uint32_t>(h[k]) << 16;
-        std::memcpy(out + i, bits, sizeof bits);
-      }
-      for (; i < e; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
-        std::memcpy(out + i, &bits, 4);
-      }
-    } else {
-      for (std::size_t i = b; i < e; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = io::detail::half_to_float(h);
-      }
-    }
+  buffer.resize((r1 - r0) * cols);
+  blockcast::detail::parallel_for(r1 - r0, threads, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<std::uint8_t> raw;
+    read_floats(in, t, cols, r0 + b, r0 + e, buffer.data() + b * cols, raw);
   });
-  return out;
+  return buffer.data();
 }
 
-/// Drops the mapped pages of rows [r0, r1) once read, so resident memory stays a few slices.
-inline void release_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1) {
-  const std::uint64_t row_bytes = cols * io::size_of(t.type);
-  in.release_pages(t, r0 * row_bytes, r1 * row_bytes);
+/// The largest finite |value| of n F32/F16/BF16 values, read from their bits: IEEE magnitudes
+/// order like their bit patterns, so no value is widened (the NVFP4 tensor-amax pass).
+inline float finite_amax(const std::uint8_t* src, io::dtype type, std::size_t n) {
+  if (type == io::dtype::f32) {
+    std::uint32_t m = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, src + 4 * i, 4);
+      u &= 0x7fffffffu;
+      m = std::max(m, u < 0x7f800000u ? u : 0u);
+    }
+    float f;
+    std::memcpy(&f, &m, 4);
+    return f;
+  }
+  const std::uint16_t inf = type == io::dtype::bf16 ? 0x7f80 : 0x7c00;  // the exponent field all ones
+  std::uint16_t m = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    h &= 0x7fff;
+    m = std::max(m, h < inf ? h : std::uint16_t{0});
+  }
+  return type == io::dtype::bf16 ? io::detail::bf16_to_float(m) : io::detail::half_to_float(m);
 }
 
-/// Signal and noise sums for an SQNR over many slices: per row in float (Eigen vectorizes
-/// the reduction), rows added in double in row order, so the sum is the same for every
-/// thread count.
+/// Signal and noise sums for an SQNR over many slices: per row (squared_error_sums, the same
+/// whatever the row's alignment), rows added in row order, so the sum is the same for every
+/// slice size and thread count.
 struct sqnr_sums {
   double signal = 0, noise = 0;
+  std::vector<double> row_signal, row_noise;  // of the current slice
+  void start(std::size_t rows) { row_signal.assign(rows, 0.0), row_noise.assign(rows, 0.0); }
+  void finish() {
+    for (std::size_t i = 0; i < row_signal.size(); ++i) signal += row_signal[i], noise += row_noise[i];
+  }
   void add(const Eigen::Ref<const ptq::matrix>& w, const Eigen::Ref<const ptq::matrix>& q, unsigned threads) {
-    std::vector<double> s(static_cast<std::size_t>(w.rows())), e(s.size());
-    blockcast::detail::parallel_for(s.size(), threads, 64, [&](std::size_t b, std::size_t end) {
+    start(static_cast<std::size_t>(w.rows()));
+    const std::size_t cols = static_cast<std::size_t>(w.cols());
+    blockcast::detail::parallel_for(row_signal.size(), threads, 64, [&](std::size_t b, std::size_t end) {
       for (std::size_t i = b; i < end; ++i) {
         const auto r = static_cast<Eigen::Index>(i);
-        s[i] = w.row(r).squaredNorm();
-        e[i] = (w.row(r) - q.row(r)).squaredNorm();
+        const error_sums e = squared_error_sums(w.data() + r * w.outerStride(), q.data() + r * q.outerStride(), cols);
+        row_signal[i] = e.signal, row_noise[i] = e.noise;
       }
     });
-    for (std::size_t i = 0; i < s.size(); ++i) signal += s[i], noise += e[i];
+    finish();
   }
   double db() const { return ptq::sqnr_db(signal, noise); }
 };
+
+/// RTN of rows [r0, r1) of tensor t into `codes` and `scales` (those rows' bytes), in chunks
+/// of rows split over threads: each chunk is widened, quantized, dequantized and measured
+/// while it is in the cache. Every row's bytes and sums depend only on the row (and on the
+/// tensor amax in opt), not on the chunk or thread.
+template <class Format>
+void rtn_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1,
+              const cast_options& opt, std::size_t chunk_values, std::uint8_t* codes, std::uint8_t* scales, sqnr_sums& sums) {
+  const std::size_t chunk_rows = std::max<std::size_t>(1, chunk_values / std::max<std::size_t>(cols, 1));
+  const std::size_t code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
+  sums.start(r1 - r0);
+  // each worker takes whole chunks, so the split never cuts a chunk
+  const std::size_t chunks = (r1 - r0 + chunk_rows - 1) / chunk_rows;
+  blockcast::detail::parallel_for(chunks, opt.threads, 1, [&](std::size_t c0, std::size_t c1) {
+    std::vector<float> w(chunk_rows * cols), q(chunk_rows * cols);
+    std::vector<std::uint8_t> raw;
+    cast_options one = opt;
+    one.threads = 1;
+    for (std::size_t c = c0; c < c1; ++c) {
+      const std::size_t a = c * chunk_rows, n = std::min(r1 - r0, a + chunk_rows) - a;
+      read_floats(in, t, cols, r0 + a, r0 + a + n, w.data(), raw);
+      const mutable_packed_view<Format> view(n, cols, span<std::uint8_t>(codes + a * code_row, n * code_row),
+                                             span<std::uint8_t>(scales + a * scale_row, n * scale_row));
+      const float tensor_scale = quantize_into<Format>(w.data(), n, cols, view, one);
+      dequantize(packed_view<Format>(n, cols, view.codes(), view.scales(), tensor_scale), q.data(), one);
+      for (std::size_t i = 0; i < n; ++i) {
+        const error_sums e = squared_error_sums(&w[i * cols], &q[i * cols], cols);
+        sums.row_signal[a + i] = e.signal, sums.row_noise[a + i] = e.noise;
+      }
+    }
+  });
+  sums.finish();
+}
 
 /// How a tensor is quantized: the method and what it was calibrated with.
 struct method_plan {
@@ -113,38 +172,63 @@ struct tensor_result {
 
 /// Quantizes tensor `t` of `in` (rows = shape[0]) to Format and writes its declared entries
 /// `names` to `out`.
+/// Buffers kept from tensor to tensor: allocating them per slice would fault in fresh pages
+/// every time.
+struct pipeline_buffers {
+  std::vector<float> widened;
+  std::vector<std::uint8_t> codes[2], scales;  // codes: one slice computed while the other is written
+};
+
+/// Quantizes tensor `t` of `in` (rows = shape[0]) to Format and writes its declared entries
+/// `names` to `out`.
 template <class Format>
 tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_info& t, const io::quantized_names& names,
-                              const method_plan& plan, unsigned threads, io::safetensors_stream_writer& out) {
+                              const method_plan& plan, unsigned threads, const pipeline_sizes& sizes,
+                              io::safetensors_stream_writer& out, pipeline_buffers& buffers) {
   const auto [rows, cols] = io::detail::matrix_dims(t.name, t.shape);
-  const std::size_t slice_rows = std::max<std::size_t>(1, slice_values / std::max<std::size_t>(cols, 1));
-  std::vector<float> buffer;
+  const std::size_t slice_rows = std::max<std::size_t>(1, sizes.slice_values / std::max<std::size_t>(cols, 1));
+  const std::size_t chunk_values = std::max<std::size_t>(1, sizes.chunk_values);
+  const std::size_t code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
   cast_options opt;
   opt.threads = threads;
-  if constexpr (Format::has_tensor_scale) {  // the tensor-wide amax: one pass over the mapped input
-    float amax = 0.0f;
-    for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
-      const std::size_t r1 = std::min(rows, r0 + slice_rows);
-      amax = std::max(amax, reference::finite_amax(float_rows(in, t, cols, r0, r1, buffer, threads), (r1 - r0) * cols));
-      release_rows(in, t, cols, r0, r1);
-    }
-    opt.tensor_amax = amax;
+  if constexpr (Format::has_tensor_scale) {  // the tensor-wide amax: one pass over the input, nothing kept
+    const std::size_t n = rows * cols, element = io::size_of(t.type);
+    const std::size_t parts = std::min<std::size_t>(threads, std::max<std::size_t>(1, n / chunk_values));
+    std::vector<float> amax(parts, 0.0f);
+    blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
+      std::vector<std::uint8_t> raw(chunk_values * element);
+      for (std::size_t p = p0; p < p1; ++p) {
+        const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
+        for (std::size_t i = b; i < e; i += chunk_values) {
+          const std::size_t m = std::min(e, i + chunk_values) - i;
+          in.read(t, i * element, m * element, raw.data());
+          amax[p] = std::max(amax[p], finite_amax(raw.data(), t.type, m));
+        }
+      }
+    });
+    opt.tensor_amax = *std::max_element(amax.begin(), amax.end());
   }
-  std::vector<std::uint8_t> scales;
-  scales.reserve(rows * blocks_per_row<Format>(cols));
+  buffers.scales.resize(rows * scale_row);
   float tensor_scale = 1.0f;
   sqnr_sums weight, output;
-  ptq::matrix dequantized;
+  // RTN writes a slice's codes on another thread while it computes the next slice; on an
+  // exception, destroying `writing` waits for that write (the buffers outlive it)
+  std::future<void> writing;
   for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
     const std::size_t r1 = std::min(rows, r0 + slice_rows), n = r1 - r0;
-    const Eigen::Map<const ptq::matrix> w(float_rows(in, t, cols, r0, r1, buffer, threads), static_cast<Eigen::Index>(n),
-                                          static_cast<Eigen::Index>(cols));
-    packed_tensor<Format> packed;
+    std::uint8_t* scales = buffers.scales.data() + r0 * scale_row;
     if (plan.method == "rtn") {
-      packed = quantize<Format>(w.data(), n, cols, opt);
-      dequantized.resize(w.rows(), w.cols());
-      dequantize(packed, dequantized.data(), opt);
+      std::vector<std::uint8_t>& codes = buffers.codes[(r0 / slice_rows) % 2];
+      codes.resize(std::max(codes.size(), slice_rows * code_row));
+      rtn_rows<Format>(in, t, cols, r0, r1, opt, chunk_values, codes.data(), scales, weight);
+      if (writing.valid()) writing.get();
+      writing = std::async(std::launch::async, [&out, &names, &codes, bytes = n * code_row] {
+        out.append(names.codes, span<const std::uint8_t>(codes.data(), bytes));
+      });
+      if constexpr (Format::has_tensor_scale) tensor_scale = blockcast::detail::two_level_tensor_scales<Format>(*opt.tensor_amax).decode;
     } else {
+      const Eigen::Map<const ptq::matrix> w(float_rows(in, t, cols, r0, r1, buffers.widened, threads), static_cast<Eigen::Index>(n),
+                                            static_cast<Eigen::Index>(cols));
       ptq::quantized_matrix<Format> q;
       if (plan.method == "ed") {
         ptq::ed_options ed;
@@ -155,21 +239,19 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
         gptq.cast = opt;
         q = ptq::gptq_with_factor<Format>(w, plan.gptq_factor, gptq);
       }
-      packed = std::move(q.packed);
-      dequantized = std::move(q.dequantized);
+      out.append(names.codes, q.packed.codes());
+      std::copy(q.packed.scales().begin(), q.packed.scales().end(), scales);
+      tensor_scale = q.packed.tensor_scale();
+      weight.add(w, q.dequantized, threads);
+      if (plan.inputs) {  // the layer's output on the calibration inputs, these rows of it
+        const ptq::matrix y = w * plan.inputs->transpose(), e = (w - q.dequantized) * plan.inputs->transpose();
+        output.signal += y.cast<double>().squaredNorm();
+        output.noise += e.cast<double>().squaredNorm();
+      }
     }
-    out.append(names.codes, packed.codes());
-    scales.insert(scales.end(), packed.scales().begin(), packed.scales().end());
-    tensor_scale = packed.tensor_scale();
-    weight.add(w, dequantized, threads);
-    if (plan.inputs) {  // the layer's output on the calibration inputs, these rows of it
-      const ptq::matrix y = w * plan.inputs->transpose(), e = (w - dequantized) * plan.inputs->transpose();
-      output.signal += y.cast<double>().squaredNorm();
-      output.noise += e.cast<double>().squaredNorm();
-    }
-    release_rows(in, t, cols, r0, r1);
   }
-  out.append(names.scales, span<const std::uint8_t>(scales.data(), scales.size()));
+  if (writing.valid()) writing.get();
+  out.append(names.scales, span<const std::uint8_t>(buffers.scales.data(), rows * scale_row));
   if constexpr (Format::has_tensor_scale)
     out.append(names.tensor_scale, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(&tensor_scale), 4));
   return {weight.db(), plan.inputs ? output.db() : NAN};

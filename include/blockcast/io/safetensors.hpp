@@ -212,6 +212,24 @@ class safetensors_file {
     e = e / page * page;
     if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
   }
+  /// Copies `size` bytes of tensor t from byte `offset` within it into `out`, with pread(2)
+  /// rather than through the mapping: on a file in the page cache that is several times
+  /// faster than touching fresh mapped pages, and a file truncated meanwhile is an io_error.
+  /// Safe to call from several threads at once.
+  void read(const tensor_info& t, std::uint64_t offset, std::size_t size, void* out) const {
+    if (offset > t.end - t.begin || size > t.end - t.begin - offset)
+      detail::fail(path_, "tensor " + in_quotes(t.name) + ": read of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
+                              " is outside its " + std::to_string(t.end - t.begin) + " bytes");
+    auto* dst = static_cast<std::uint8_t*>(out);
+    std::uint64_t at = data_ + t.begin + offset;
+    while (size > 0) {
+      const ssize_t got = ::pread(fd_, dst, size, static_cast<off_t>(at));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) detail::fail(path_, "read failed: " + std::string(std::strerror(errno)));
+      if (got == 0) detail::fail(path_, "the file was truncated by another process while it was being read");
+      dst += got, at += static_cast<std::uint64_t>(got), size -= static_cast<std::size_t>(got);
+    }
+  }
   /// The tensor's bytes, in the mapped file (valid while this object lives).
   span<const std::uint8_t> bytes(const tensor_info& t) const {
     return {base_ + data_ + t.begin, static_cast<std::size_t>(t.end - t.begin)};
@@ -438,6 +456,17 @@ class safetensors_stream_writer {
       fail_errno("write failed");
     }
     if (std::fwrite(data, 1, size, file_) != size) fail_errno("write failed");
+    unsynced_ += size;
+    if (unsynced_ >= writeback_bytes) start_writeback();
+  }
+  // Asks the kernel to start writing what was written so far to disk, without waiting: the
+  // fsync at commit then has little left to do, and dirty pages do not pile up.
+  void start_writeback() {
+    unsynced_ = 0;
+#if defined(__linux__)
+    if (std::fflush(file_) != 0) fail_errno("write failed");
+    ::sync_file_range(::fileno(file_), 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: an error here shows at fsync
+#endif
   }
 
   void open_and_write_header() {
@@ -487,6 +516,8 @@ class safetensors_stream_writer {
   std::map<std::string, std::string> metadata_;
   std::size_t next_ = 0;
   std::uint64_t written_ = 0;  // bytes of entries_[next_] written so far
+  static constexpr std::uint64_t writeback_bytes = std::uint64_t{64} << 20;
+  std::uint64_t unsynced_ = 0;  // bytes written since the last start_writeback()
   std::FILE* file_ = nullptr;
   int slot_ = -1;
   bool committed_ = false;
