@@ -279,6 +279,128 @@ TEST_CASE("cli: a sharded model maps shard for shard, with a matching index", "[
   CHECK(files_in(back).size() == 3);
 }
 
+namespace {
+// A model of `shards` shards, one linear layer and one bias in each, and its index.
+std::string sharded_model(std::size_t shards, unsigned seed = 40) {
+  const std::string dir = fresh_dir();
+  nlohmann::json weight_map;
+  for (std::size_t k = 0; k < shards; ++k) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards);
+    io::safetensors_writer w(dir + "/" + name);
+    const std::string layer = "layers." + std::to_string(k);
+    add(w, layer + ".weight", random_matrix(6, 64, static_cast<unsigned>(seed + k)), {6, 64});
+    add(w, layer + ".bias", random_matrix(1, 6, static_cast<unsigned>(60 + k)), {6});
+    w.commit();
+    weight_map[layer + ".weight"] = name;
+    weight_map[layer + ".bias"] = name;
+  }
+  std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json{{"metadata", {{"total_size", 0}, {"note", "kept"}}},
+                                                                        {"weight_map", weight_map}}.dump();
+  return dir;
+}
+void run_part(const std::string& in, const std::string& out, const std::string& part, const std::string& format = "nvfp4") {
+  cli::quantize_request req;
+  req.input = in + "/model.safetensors.index.json";
+  req.output = out + "/model.safetensors.index.json";
+  req.format = format;
+  req.part = part;
+  cli::quantize_model(req);
+}
+}  // namespace
+
+TEST_CASE("cli: a model converted in 3 parts and merged is byte for byte one run's output", "[cli]") {
+  const std::string in = sharded_model(5), whole = fresh_dir(), split = fresh_dir();
+  run_part(in, whole, "");
+  for (const char* part : {"2/3", "3/3", "1/3"}) run_part(in, split, part);  // any order, as a scheduler runs them
+  // each part wrote only its shards (5 shards: 2, 2, 1) and its manifest
+  auto listing = files_in(split);
+  CHECK(listing.size() == 5 + 3);
+  CHECK(std::count_if(listing.begin(), listing.end(), [](const std::string& f) { return f.find(".part-") != std::string::npos; }) == 3);
+  CHECK_THROWS_WITH(cli::quantize_model([&] {
+                      cli::quantize_request r;
+                      r.input = in + "/model-00001-of-00005.safetensors";
+                      r.output = split + "/x.safetensors";
+                      r.part = "1/2";
+                      return r;
+                    }()),
+                    Catch::Contains("--part splits a sharded model"));
+  cli::merge_parts(split + "/model.safetensors.index.json");
+  for (const auto& name : files_in(whole)) {
+    INFO(name);
+    CHECK(file_bytes(split + "/" + name) == file_bytes(whole + "/" + name));
+  }
+  CHECK(files_in(split).size() == files_in(whole).size() + 3);  // the manifests stay: merge deletes nothing
+}
+
+TEST_CASE("cli merge: a missing, foreign, damaged or misplaced part is refused and no index is written", "[cli]") {
+  const std::string in = sharded_model(4);
+  const std::string index = "/model.safetensors.index.json";
+  auto three_parts = [&](const std::string& format_of_part_2) {
+    const std::string out = fresh_dir();
+    run_part(in, out, "1/3");
+    run_part(in, out, "2/3", format_of_part_2);
+    run_part(in, out, "3/3");
+    return out;
+  };
+  auto refused = [&](const std::string& out, const std::string& why) {
+    CHECK_THROWS_WITH(cli::merge_parts(out + index), Catch::Contains(why));
+    CHECK(::access((out + index).c_str(), F_OK) != 0);
+  };
+  SECTION("missing") {
+    const std::string out = three_parts("nvfp4");
+    REQUIRE(std::remove((out + index + ".part-2-of-3.json").c_str()) == 0);
+    refused(out, "part 2 of 3 is missing");
+  }
+  SECTION("none at all") { refused(fresh_dir(), "no part manifests"); }
+  SECTION("foreign: another format") { refused(three_parts("mxfp4"), "made by a different run than part 1: run.format differs"); }
+  SECTION("foreign: another model") {
+    // a fine-tune of the same model: the same names, shapes and headers, other weights; its
+    // part brought over whole (manifest and shard)
+    const std::string out = three_parts("nvfp4"), other = sharded_model(4, 99), elsewhere = fresh_dir();
+    run_part(other, elsewhere, "3/3");
+    for (const std::string& name : {index + ".part-3-of-3.json", std::string("/model-00004-of-00004.safetensors")})
+      REQUIRE(std::rename((elsewhere + name).c_str(), (out + name).c_str()) == 0);
+    refused(out, "made by a different run than part 1: run.input_shards differs");
+  }
+  SECTION("a split into another number of parts next to it") {
+    const std::string out = three_parts("nvfp4");
+    run_part(in, out, "1/2");
+    refused(out, "manifests of splits into 2 and 3 parts");
+  }
+  SECTION("a damaged shard") {
+    const std::string out = three_parts("nvfp4");
+    {
+      std::fstream f(out + "/model-00003-of-00004.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(-1, std::ios::end);
+      f.put('\x5a');
+    }
+    refused(out, "differs from what part 2 wrote");
+  }
+  SECTION("a truncated shard") {
+    const std::string out = three_parts("nvfp4");
+    REQUIRE(::truncate((out + "/model-00004-of-00004.safetensors").c_str(), 100) == 0);
+    refused(out, "differs from what part 3 wrote");
+  }
+  SECTION("a manifest that lists another part's shard") {
+    const std::string out = three_parts("nvfp4");
+    const std::string path = out + index + ".part-1-of-3.json";
+    auto m = nlohmann::json::parse(file_bytes(path));
+    m["shards"][0]["name"] = "model-00004-of-00004.safetensors";
+    std::ofstream(path) << m.dump();
+    refused(out, "does not belong to part 1 of 3");
+  }
+  SECTION("a manifest that is not one") {
+    const std::string out = three_parts("nvfp4");
+    std::ofstream(out + index + ".part-2-of-3.json") << "[1, 2";
+    refused(out, "not a blockcast part manifest for part 2 of 3");
+  }
+  SECTION("bad --part values") {
+    for (const char* bad : {"0/3", "4/3", "3", "/3", "1/", "a/b", "1/0", "1/100001", "-1/3", "1/3/4"})
+      CHECK_THROWS_AS(cli::parse_part(bad), blockcast::invalid_argument);
+  }
+}
+
 TEST_CASE("cli: a failure leaves no output behind", "[cli]") {
   const std::string dir = fresh_dir();
   const toy_model model;

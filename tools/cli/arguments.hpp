@@ -18,11 +18,11 @@ namespace blockcast::cli {
 inline std::string one_line(const std::string& text) { return io::printable(text, 4096); }
 
 struct invocation {
-  enum class command { none, formats, quantize, inspect, dequantize };
+  enum class command { none, formats, quantize, inspect, dequantize, merge };
   command what = command::none;
   quantize_request quantize;
   dequantize_request dequantize;
-  std::string inspect_path;
+  std::string inspect_path, merge_output;
   int exit_code = 0;   // with command::none: 0 after --help, 2 for a usage error
   std::string text;    // with command::none: the help text, or the one-line error
 };
@@ -49,6 +49,15 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
       ->check(CLI::ExistingFile);
   quantize->add_option("--include", q.include, "quantize only tensors whose name matches this regex")->capture_default_str();
   quantize->add_option("--exclude", q.exclude, "copy tensors whose name matches this regex unchanged");
+  quantize->add_option("--part", q.part, "I/N: convert only part I of N of a sharded model (its shards and a manifest); "
+                                         "then `blockcast merge` writes the index")->check([](const std::string& v) {
+    try {
+      parse_part(v);
+      return std::string();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  });
   quantize->add_option("--threads", q.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
 
   auto* inspect = app.add_subcommand("inspect", "list a file's tensors, formats, sizes and compression ratio");
@@ -60,6 +69,9 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
   dequantize->add_option("-o,--output", d.output, "output file (an index.json for a sharded model)")->required();
   dequantize->add_option("--dtype", d.dtype, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
   dequantize->add_option("--threads", d.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
+
+  auto* merge = app.add_subcommand("merge", "check the parts of a split conversion (--part) and write their index");
+  merge->add_option("output", r.merge_output, "the index the parts were written for (OUT_DIR/model.safetensors.index.json)")->required();
 
   try {
     app.parse(argc, argv);
@@ -74,7 +86,12 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
     return r;
   }
   using c = invocation::command;
-  r.what = *formats ? c::formats : *quantize ? c::quantize : *inspect ? c::inspect : *dequantize ? c::dequantize : c::none;
+  r.what = *formats      ? c::formats
+           : *quantize   ? c::quantize
+           : *inspect    ? c::inspect
+           : *dequantize ? c::dequantize
+           : *merge      ? c::merge
+                         : c::none;
   return r;
 }
 

@@ -35,6 +35,7 @@
 #include "blockcast/io/quantized_tensors.hpp"
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
+#include "parts.hpp"
 #include "pipeline.hpp"
 
 namespace blockcast::cli {
@@ -52,6 +53,7 @@ inline unsigned available_cores() {
 struct quantize_request {
   std::string input, output, format = "mxfp4", method = "rtn", calibration;
   std::string include = ".*", exclude;  // ECMAScript regexes searched in tensor names
+  std::string part;                      // "i/n": only part i of n of a sharded model (parts.hpp)
   unsigned threads = available_cores();
   detail::pipeline_sizes sizes;  // how tensors are cut (not on the command line: the output never depends on it)
 };
@@ -128,31 +130,41 @@ inline void check_outputs(const io::model_files& in, const std::string& output, 
 // Runs convert(input shard, staged output path, label) over every file of a model into an
 // all-or-nothing output set, then writes the output index (sharded models) mapping every
 // output tensor to its shard. `other_inputs` (calibration) may not be overwritten either.
+// With a part chosen, only that part's shards are converted, and a manifest describing them
+// (with `run`, the run's identity) takes the index's place (parts.hpp).
 template <class Convert>
-void map_model(const io::model_files& in, const std::string& output, const std::vector<std::string>& other_inputs,
-               Convert convert) {
+void map_model(const io::model_files& in, const std::string& output, const std::vector<std::string>& other_inputs, Convert convert,
+               const part_choice& part = {}, const nlohmann::json& run = {}) {
   check_outputs(in, output, other_inputs);
-  io::output_set set(io::directory_of(output), io::file_name_of(output), output);
+  const std::string index_name = io::file_name_of(output);
+  const std::string set_name = part.whole() ? index_name : manifest_name(index_name, part.index, part.count);
+  io::output_set set(io::directory_of(output), set_name, output);
   if (!in.sharded) {
-    convert(in.path, set.stage(io::file_name_of(output)), output);
+    convert(in.path, set.stage(index_name), output);
     set.commit();
     return;
   }
   const std::string out_dir = io::directory_of(output);
-  nlohmann::json weight_map = nlohmann::json::object();
-  std::uint64_t total = 0;
+  std::vector<std::pair<std::string, std::string>> written;  // shard name, staged path
   for (std::size_t i = 0; i < in.shards.size(); ++i) {
+    if (!part.takes(i, in.shards.size())) continue;
     const std::string staged = set.stage(in.shards[i]);
     convert(in.shard_path(i), staged, out_dir + "/" + in.shards[i]);
-    const io::safetensors_file written(staged);
-    for (const auto& t : written.tensors()) {
-      weight_map[t.name] = in.shards[i];
-      total += t.end - t.begin;
-    }
+    written.emplace_back(in.shards[i], staged);
   }
-  nlohmann::json index = {{"metadata", in.metadata}, {"weight_map", weight_map}};
-  index["metadata"]["total_size"] = total;
-  set.put_text(io::file_name_of(output), index.dump(2) + "\n");
+  if (part.whole()) {
+    set.put_text(index_name, detail::index_text(in.metadata, written));
+  } else {
+    nlohmann::json shards = nlohmann::json::array();
+    for (const auto& [name, staged] : written) {
+      std::uint64_t size = 0;
+      const std::uint32_t crc = detail::file_crc32(staged, out_dir + "/" + name, &size);
+      shards.push_back({{"name", name}, {"size", size}, {"crc32", crc}});
+    }
+    const nlohmann::json manifest = {{"blockcast_part_manifest", manifest_version}, {"part", part.index}, {"parts", part.count},
+                                     {"run", run}, {"shards", shards}};
+    set.put_text(set_name, manifest.dump(2) + "\n");
+  }
   set.commit();
 }
 
@@ -265,10 +277,25 @@ inline std::vector<tensor_report> quantize_model(const quantize_request& req, co
   } catch (const std::regex_error& e) {
     blockcast::detail::fail<invalid_argument>(std::string("bad --include/--exclude regex: ") + e.what());
   }
+  const part_choice part = req.part.empty() ? part_choice{} : parse_part(req.part);
   const io::model_files in = io::open_model(req.input);
+  if (!part.whole() && !in.sharded)
+    io::detail::fail(req.input, "--part splits a sharded model (its model.safetensors.index.json); this is a single file");
   const std::size_t total = io::check_shards(in);
   std::unique_ptr<io::safetensors_file> calib;
   if (!req.calibration.empty()) calib = std::make_unique<io::safetensors_file>(req.calibration);
+  nlohmann::json run;  // a part's identity: what must be the same in every part of one conversion
+  if (!part.whole()) {
+    nlohmann::json shards = nlohmann::json::array();
+    for (std::size_t i = 0; i < in.shards.size(); ++i) {
+      nlohmann::json s = detail::input_identity(in.shard_path(i));
+      s["name"] = in.shards[i];
+      shards.push_back(s);
+    }
+    run = {{"blockcast_version", BLOCKCAST_VERSION_STRING}, {"index_metadata", in.metadata}, {"input_shards", shards},
+           {"format", req.format}, {"method", req.method}, {"include", req.include}, {"exclude", req.exclude},
+           {"calibration", calib ? detail::input_identity(req.calibration) : nlohmann::json()}};
+  }
   std::size_t done = 0;
   std::uint64_t values_done = 0;
   std::vector<tensor_report> reports;
@@ -277,7 +304,7 @@ inline std::vector<tensor_report> quantize_model(const quantize_request& req, co
     const std::vector<std::string> other_inputs = calib ? std::vector<std::string>{req.calibration} : std::vector<std::string>{};
     detail::map_model(in, req.output, other_inputs, [&](const std::string& in_path, const std::string& out, const std::string& label) {
       detail::quantize_file<F>(in_path, out, label, req, calib.get(), reports, progress, done, total, values_done);
-    });
+    }, part, run);
   });
   if (progress) progress("", done, total, values_done);
   return reports;

@@ -89,7 +89,15 @@ int main(int argc, char** argv) {
         const auto start = std::chrono::steady_clock::now();
         const auto reports = cli::quantize_model(args.quantize, progress);
         print_summary(reports);
-        std::printf("wrote %s\n", cli::one_line(args.quantize.output).c_str());
+        if (args.quantize.part.empty()) {
+          std::printf("wrote %s\n", cli::one_line(args.quantize.output).c_str());
+        } else {
+          const auto part = cli::parse_part(args.quantize.part);
+          std::printf("wrote part %u of %u: %s/%s (when every part is done: blockcast merge %s)\n", part.index, part.count,
+                      cli::one_line(blockcast::io::directory_of(args.quantize.output)).c_str(),
+                      cli::one_line(cli::manifest_name(blockcast::io::file_name_of(args.quantize.output), part.index, part.count)).c_str(),
+                      cli::one_line(args.quantize.output).c_str());
+        }
         print_totals(reports, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         break;
       }
@@ -99,6 +107,10 @@ int main(int argc, char** argv) {
       case command::dequantize:
         cli::dequantize_model(args.dequantize);
         std::printf("wrote %s\n", cli::one_line(args.dequantize.output).c_str());
+        break;
+      case command::merge:
+        cli::merge_parts(args.merge_output);
+        std::printf("wrote %s\n", cli::one_line(args.merge_output).c_str());
         break;
       case command::none:
         break;
