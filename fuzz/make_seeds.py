@@ -68,3 +68,35 @@ for i, args in enumerate([["formats"], ["--help"], ["quantize", "--help"],
                            "--calibration", "/dev/null", "--include", "w.*", "--threads", "2"],
                           ["inspect", "/dev/null"], ["dequantize", "/dev/null", "-o", "x", "--dtype", "bf16"]]):
     put("cli_args", f"args{i}", b"\0".join(a.encode() for a in args))
+
+
+# fuzz_gguf: GGUF files (little endian; layout in include/blockcast/io/gguf.hpp)
+def gguf_string(text):
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def aligned(data, alignment=32):
+    return data + b"\0" * (-len(data) % alignment)
+
+
+seed = b"GGUF" + struct.pack("<IQQ", 3, 2, 3)
+seed += gguf_string("general.name") + struct.pack("<I", 8) + gguf_string("tiny")
+seed += gguf_string("general.alignment") + struct.pack("<II", 4, 32)
+seed += gguf_string("tokens") + struct.pack("<IIQ", 9, 8, 2) + gguf_string("a") + gguf_string("bc")
+seed += gguf_string("a") + struct.pack("<IQQIQ", 2, 3, 2, 0, 0)  # F32 [3, 2] at 0
+seed += gguf_string("b") + struct.pack("<IQIQ", 1, 32, 8, 32)  # Q8_0 [32] at 32
+seed = aligned(aligned(seed) + floats([i + 0.5 for i in range(6)])) + struct.pack("<H", 0x3C00) + bytes(range(32))
+put("gguf", "two_tensors.gguf", seed)
+
+seed = b"GGUF" + struct.pack("<IQQ", 3, 2, 12)
+for i, (fmt, v) in enumerate([("<B", 1), ("<b", -1), ("<H", 2), ("<h", -2), ("<I", 3), ("<i", -3), ("<f", 0.5), ("<B", 1)]):
+    seed += gguf_string(f"k{i}") + struct.pack("<I", i) + struct.pack(fmt, v)  # value types 0-7
+seed += gguf_string("k10") + struct.pack("<IQ", 10, 4) + gguf_string("k11") + struct.pack("<Iq", 11, -4)
+seed += gguf_string("k12") + struct.pack("<Id", 12, 0.25)
+seed += gguf_string("arr") + struct.pack("<IIQ", 9, 6, 2) + floats([1.0, 2.0])
+seed += gguf_string("blk.0.ffn_up.weight") + struct.pack("<IQQIQ", 2, 64, 1, 39, 0)  # MXFP4 [64, 1]
+seed += gguf_string("blk.0.ffn_down.weight") + struct.pack("<IQIQ", 1, 64, 40, 64)  # NVFP4 [64]
+seed = aligned(seed) + bytes([127]) + bytes(range(16)) + bytes([127]) + bytes(range(16, 32))
+seed = aligned(seed) + bytes([0x38] * 4) + bytes(range(32))
+put("gguf", "mxfp4_nvfp4.gguf", seed)

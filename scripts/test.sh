@@ -82,12 +82,18 @@ stage_threads() {
 
 stage_fuzz() {
   install_deps clang libclang-rt-14-dev || return 1
+  # the targets: every fuzz/fuzz_<name>.cpp (as fuzz/CMakeLists.txt builds them)
+  local all=() source
+  for source in fuzz/fuzz_*.cpp; do
+    source=${source#fuzz/fuzz_}
+    all+=("${source%.cpp}")
+  done
   CXX=clang++ configure build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLOCKCAST_BUILD_FUZZERS=ON \
     -DBLOCKCAST_BUILD_TESTS=OFF -DBLOCKCAST_BUILD_TOOLS=OFF -DBLOCKCAST_INSTALL=OFF &&
-    cmake --build build-fuzz -j"$jobs" --target fuzz_quantize fuzz_dequantize fuzz_safetensors fuzz_cli_args fuzz_model_files || return 1
+    cmake --build build-fuzz -j"$jobs" --target "${all[@]/#/fuzz_}" || return 1
   local work status=0 pids=() names=()
   work=$(mktemp -d)
-  for name in quantize dequantize safetensors cli_args model_files; do
+  for name in "${all[@]}"; do
     # a copy of the seeds as the working corpus (the repository is not modified); findings go to $work
     cp -r "fuzz/corpus/$name" "$work/$name"
     (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \

@@ -37,17 +37,14 @@
 #include "blockcast/block/span.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/io/fault_injection.hpp"
+#include "blockcast/io/io_error.hpp"
 #include "blockcast/io/json.hpp"
+#include "blockcast/io/mapped_file.hpp"
 #include "blockcast/io/names.hpp"
 #include "blockcast/io/signals.hpp"
+#include "blockcast/io/staged_file.hpp"
 
 namespace blockcast::io {
-
-/// A file that cannot be read or written, or whose content is not a valid safetensors file.
-class io_error : public blockcast::error {
- public:
-  using blockcast::error::error;
-};
 
 enum class dtype : std::uint8_t { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, i64, u64, f64 };
 
@@ -85,10 +82,6 @@ struct tensor_info {
 };
 
 namespace detail {
-[[noreturn]] inline void fail(const std::string& file, const std::string& what) {
-  blockcast::detail::fail<io_error>(printable(file, 1024) + ": " + what);
-}
-
 /// The byte size of a tensor of `shape` and element size `element_bytes`, or false when it
 /// does not fit 64 bits. Zero dimensions do not excuse the others: [0, 2^63, 4] is refused,
 /// by the reader and the writer alike.
@@ -137,49 +130,20 @@ inline float bf16_to_float(std::uint16_t h) {
 /// A memory-mapped, validated safetensors file.
 class safetensors_file {
  public:
-  explicit safetensors_file(const std::string& path) : path_(path) {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
-    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd_ < 0) detail::fail(path, std::string("cannot open: ") + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail_and_close(std::string("cannot stat: ") + std::strerror(errno));
-    if (!S_ISREG(st.st_mode)) fail_and_close("not a regular file");
-    size_ = static_cast<std::uint64_t>(st.st_size);
-    mtime_ = st.st_mtim;
-    if (size_ < 8) fail_and_close("truncated: " + std::to_string(size_) + " bytes, a header needs at least 8");
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd_, 0);
-    if (p == MAP_FAILED) fail_and_close(std::string("cannot map: ") + std::strerror(errno));
-    base_ = static_cast<const std::uint8_t*>(p);
-    // a SIGBUS here (the file truncated by another process) becomes an error message when
-    // the program installed the handlers of io/signals.hpp
-    slot_ = detail::register_slot(detail::slot_kind::mapping, printable(path, 1024), base_, static_cast<std::size_t>(size_));
-    try {
-      parse();
-    } catch (...) {
-      release();
-      throw;
+  explicit safetensors_file(const std::string& path) : path_(path), file_(path) {
+    if (file_.size() < 8) {
+      const std::uint64_t size = file_.size();
+      file_.release();
+      detail::fail(path, "truncated: " + std::to_string(size) + " bytes, a header needs at least 8");
     }
+    base_ = file_.data();
+    size_ = file_.size();
+    parse();  // on an exception, file_ unmaps and closes
   }
   safetensors_file(const safetensors_file&) = delete;
   safetensors_file& operator=(const safetensors_file&) = delete;
-  safetensors_file(safetensors_file&& o) noexcept { *this = std::move(o); }
-  safetensors_file& operator=(safetensors_file&& o) noexcept {
-    if (this != &o) {
-      release();
-      path_ = std::move(o.path_);
-      tensors_ = std::move(o.tensors_);
-      by_name_ = std::move(o.by_name_);
-      slot_ = std::exchange(o.slot_, -1);
-      mtime_ = o.mtime_;
-      metadata_ = std::move(o.metadata_);
-      fd_ = std::exchange(o.fd_, -1);
-      base_ = std::exchange(o.base_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-      data_ = o.data_;
-    }
-    return *this;
-  }
-  ~safetensors_file() { release(); }
+  safetensors_file(safetensors_file&&) noexcept = default;
+  safetensors_file& operator=(safetensors_file&&) noexcept = default;
 
   const std::string& path() const { return path_; }
   /// Tensors in file order (by data offset).
@@ -194,23 +158,13 @@ class safetensors_file {
   }
   /// Throws io_error if the file changed (size or modification time) since it was opened:
   /// what was read from it may be a mix of two versions.
-  void check_unchanged() const {
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != size_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
-        st.st_mtim.tv_nsec != mtime_.tv_nsec)
-      detail::fail(path_, "the file was changed by another process while it was being read");
-  }
+  void check_unchanged() const { file_.check_unchanged(); }
   /// Lets the kernel drop the mapped pages of a tensor that has been read (they are read
   /// again from the file if needed), so resident memory does not grow with the model.
   /// `from`, `to`: a byte range inside the tensor (default: all of it).
   void release_pages(const tensor_info& t, std::uint64_t from = 0, std::uint64_t to = ~std::uint64_t{0}) const {
-    const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     to = std::min(to, t.end - t.begin);
-    std::uintptr_t b = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin + from),
-                   e = reinterpret_cast<std::uintptr_t>(base_ + data_ + t.begin + to);
-    b = (b + page - 1) / page * page;
-    e = e / page * page;
-    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+    if (from < to) file_.release_pages(data_ + t.begin + from, data_ + t.begin + to);
   }
   /// Copies `size` bytes of tensor t from byte `offset` within it into `out`, with pread(2)
   /// rather than through the mapping: on a file in the page cache that is several times
@@ -220,15 +174,7 @@ class safetensors_file {
     if (offset > t.end - t.begin || size > t.end - t.begin - offset)
       detail::fail(path_, "tensor " + in_quotes(t.name) + ": read of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
                               " is outside its " + std::to_string(t.end - t.begin) + " bytes");
-    auto* dst = static_cast<std::uint8_t*>(out);
-    std::uint64_t at = data_ + t.begin + offset;
-    while (size > 0) {
-      const ssize_t got = ::pread(fd_, dst, size, static_cast<off_t>(at));
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) detail::fail(path_, "read failed: " + std::string(std::strerror(errno)));
-      if (got == 0) detail::fail(path_, "the file was truncated by another process while it was being read");
-      dst += got, at += static_cast<std::uint64_t>(got), size -= static_cast<std::size_t>(got);
-    }
+    file_.read(data_ + t.begin + offset, size, out);
   }
   /// The tensor's bytes, in the mapped file (valid while this object lives).
   span<const std::uint8_t> bytes(const tensor_info& t) const {
@@ -253,19 +199,6 @@ class safetensors_file {
   }
 
  private:
-  [[noreturn]] void fail_and_close(const std::string& what) {
-    release();
-    detail::fail(path_, what);
-  }
-  void release() {
-    detail::unregister_slot(slot_);
-    slot_ = -1;
-    if (base_) ::munmap(const_cast<std::uint8_t*>(base_), static_cast<std::size_t>(size_));
-    if (fd_ >= 0) ::close(fd_);
-    base_ = nullptr;
-    fd_ = -1;
-  }
-
   void parse() {
     std::uint64_t header = 0;
     for (int i = 0; i < 8; ++i) header |= static_cast<std::uint64_t>(base_[i]) << (8 * i);
@@ -342,12 +275,11 @@ class safetensors_file {
   }
 
   std::string path_;
+  detail::mapped_file file_;
   std::vector<tensor_info> tensors_;
   std::map<std::string, std::size_t> by_name_;  // index into tensors_
   std::map<std::string, std::string> metadata_;
-  int fd_ = -1, slot_ = -1;
-  struct timespec mtime_ {};
-  const std::uint8_t* base_ = nullptr;
+  const std::uint8_t* base_ = nullptr;  // file_'s bytes
   std::uint64_t size_ = 0;
   std::uint64_t data_ = 0;  // offset of the data section
 };
@@ -363,15 +295,14 @@ class safetensors_file {
 class safetensors_stream_writer {
  public:
   explicit safetensors_stream_writer(std::string path, std::string label = {})
-      : path_(std::move(path)), label_(label.empty() ? path_ : std::move(label)) {}
+      : path_(std::move(path)), label_(label.empty() ? path_ : std::move(label)), file_(path_, label_) {}
   safetensors_stream_writer(const safetensors_stream_writer&) = delete;
   safetensors_stream_writer& operator=(const safetensors_stream_writer&) = delete;
-  ~safetensors_stream_writer() { abandon(); }
 
   const std::string& path() const { return path_; }
 
   void declare(const std::string& name, dtype type, std::vector<std::uint64_t> shape) {
-    if (file_) detail::fail(label_, "tensor " + in_quotes(name) + " declared after writing started");
+    if (file_.is_open()) detail::fail(label_, "tensor " + in_quotes(name) + " declared after writing started");
     if (name == "__metadata__" || name.empty()) detail::fail(label_, "invalid tensor name " + in_quotes(name));
     if (!names_.insert(name).second) detail::fail(label_, "tensor " + in_quotes(name) + " added twice");
     std::uint64_t bytes = 0;
@@ -379,7 +310,7 @@ class safetensors_stream_writer {
     entries_.push_back({name, type, std::move(shape), bytes});
   }
   void set_metadata(const std::string& key, const std::string& value) {
-    if (file_) detail::fail(label_, "metadata " + in_quotes(key) + " set after writing started");
+    if (file_.is_open()) detail::fail(label_, "metadata " + in_quotes(key) + " set after writing started");
     metadata_[key] = value;
   }
 
@@ -398,8 +329,8 @@ class safetensors_stream_writer {
     if (data.size() > e.bytes - written_)
       detail::fail(label_, "tensor " + in_quotes(name) + ": " + std::to_string(written_ + data.size()) +
                                " bytes given, its shape needs " + std::to_string(e.bytes));
-    if (!file_) open_and_write_header();
-    put(data.data(), data.size());
+    if (!file_.is_open()) open_and_write_header();
+    file_.put(data.data(), data.size());
     written_ += data.size();
     if (written_ == e.bytes) {
       ++next_;
@@ -413,23 +344,8 @@ class safetensors_stream_writer {
     if (next_ != entries_.size())
       detail::fail(label_, std::to_string(entries_.size() - next_) + " declared tensors were not written (next: " +
                                in_quotes(entries_[next_].name) + ")");
-    if (!file_) open_and_write_header();
-    bool ok = std::fflush(file_) == 0;
-    if (const int injected = detail::injected_fault("fsync", path_)) {
-      errno = injected;
-      ok = false;
-    } else {
-      ok = ::fsync(::fileno(file_)) == 0 && ok;
-    }
-    ok = (std::fclose(std::exchange(file_, nullptr)) == 0) && ok;
-    if (!ok) fail_errno("write failed");
-    if (const int injected = detail::injected_fault("rename", path_)) errno = injected;
-    else if (std::rename(tmp_.c_str(), path_.c_str()) == 0) {
-      committed_ = true;
-      detail::unregister_slot(std::exchange(slot_, -1));
-      return;
-    }
-    fail_errno("cannot rename the temporary file into place");
+    if (!file_.is_open()) open_and_write_header();
+    file_.commit();
   }
 
  private:
@@ -449,26 +365,6 @@ class safetensors_stream_writer {
     return e;
   }
 
-  void put(const void* data, std::size_t size) {
-    if (size == 0) return;
-    if (const int injected = detail::injected_fault("write", path_)) {
-      errno = injected;
-      fail_errno("write failed");
-    }
-    if (std::fwrite(data, 1, size, file_) != size) fail_errno("write failed");
-    unsynced_ += size;
-    if (unsynced_ >= writeback_bytes) start_writeback();
-  }
-  // Asks the kernel to start writing what was written so far to disk, without waiting: the
-  // fsync at commit then has little left to do, and dirty pages do not pile up.
-  void start_writeback() {
-    unsynced_ = 0;
-#if defined(__linux__)
-    if (std::fflush(file_) != 0) fail_errno("write failed");
-    ::sync_file_range(::fileno(file_), 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: an error here shows at fsync
-#endif
-  }
-
   void open_and_write_header() {
     nlohmann::json header = nlohmann::json::object();
     if (!metadata_.empty()) header["__metadata__"] = metadata_;
@@ -479,48 +375,19 @@ class safetensors_stream_writer {
     }
     std::string text = header.dump();
     while (text.size() % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
-    // a name of our own, created exclusively: an existing file is never opened for writing
-    static std::atomic<unsigned> counter{0};
-    int fd = -1;
-    for (int attempt = 0; fd < 0; ++attempt) {
-      tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-      fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && (errno != EEXIST || attempt == 100))
-        detail::fail(label_, "cannot create a temporary file next to it: " + std::string(std::strerror(errno)));
-    }
-    slot_ = detail::register_slot(detail::slot_kind::temp_file, tmp_);
-    file_ = ::fdopen(fd, "wb");
-    if (!file_) {
-      ::close(fd);
-      fail_errno("cannot open the temporary file");
-    }
+    file_.open();
     std::uint8_t length[8];
     for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
-    put(length, 8);
-    put(text.data(), text.size());
+    file_.put(length, 8);
+    file_.put(text.data(), text.size());
   }
-  [[noreturn]] void fail_errno(const char* what) {
-    const int err = errno;
-    abandon();
-    detail::fail(label_, std::string(what) + ": " + std::strerror(err));
-  }
-  void abandon() noexcept {
-    if (file_) std::fclose(std::exchange(file_, nullptr));
-    if (!committed_ && !tmp_.empty()) std::remove(tmp_.c_str());
-    detail::unregister_slot(std::exchange(slot_, -1));
-  }
-
-  std::string path_, label_, tmp_;
+  std::string path_, label_;
   std::vector<entry> entries_;
   std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
   std::size_t next_ = 0;
   std::uint64_t written_ = 0;  // bytes of entries_[next_] written so far
-  static constexpr std::uint64_t writeback_bytes = std::uint64_t{64} << 20;
-  std::uint64_t unsynced_ = 0;  // bytes written since the last start_writeback()
-  std::FILE* file_ = nullptr;
-  int slot_ = -1;
-  bool committed_ = false;
+  detail::staged_file file_;  // after path_ and label_, which it is made from
 };
 
 /// Writes a small safetensors file atomically from tensors held in memory (the bytes are
