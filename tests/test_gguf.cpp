@@ -274,3 +274,31 @@ TEST_CASE("gguf: a writer used wrongly says so and leaves no file", "[io][gguf][
   CHECK(std::rename((dir + "/nothing").c_str(), path.c_str()) != 0);  // the directory holds nothing
   CHECK(::rmdir(dir.c_str()) == 0);
 }
+
+TEST_CASE("gguf: a file written by ggml itself reads as ggml wrote it and writes again to the same bytes", "[io][gguf]") {
+  // tests/data/gguf/written_by_ggml.c made it with ggml's gguf_write_to_file
+  const std::string path = std::string(BLOCKCAST_TEST_DATA_DIR) + "/gguf/written_by_ggml.gguf";
+  const io::gguf_file f(path);
+  CHECK(f.metadata().size() == 14);
+  std::uint64_t u64 = 0;
+  CHECK(f.find_metadata("u64")->get(io::gguf_type::u64, u64));
+  CHECK(u64 == std::uint64_t{1} << 40);
+  CHECK(f.find_metadata("strs")->strings == std::vector<std::string>{"a", "bc"});
+  CHECK(f.find_metadata("bool")->raw == std::vector<std::uint8_t>{1});
+  REQUIRE(f.tensors().size() == 2);
+  CHECK(f.find("a").dims == std::vector<std::uint64_t>{5, 3});
+  float a[15];
+  f.read(f.find("a"), 0, sizeof a, a);
+  for (int i = 0; i < 15; ++i) CHECK(a[i] == 0.5f * static_cast<float>(i));
+  CHECK(f.find("b").type == 39);
+  CHECK(f.find("b").offset == 64);  // 60 bytes of F32, padded to 32
+  const std::string dir = scratch_dir();
+  {
+    io::gguf_stream_writer w(dir + "/again.gguf");
+    for (const auto& [key, value] : f.metadata()) w.set_metadata(key, value);
+    for (const auto& t : f.tensors()) w.declare(t.name, t.dims, t.type);
+    for (const auto& t : f.tensors()) w.write(t.name, f.bytes(t));
+    w.commit();
+  }
+  CHECK(file_bytes(dir + "/again.gguf") == file_bytes(path));
+}

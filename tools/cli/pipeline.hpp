@@ -170,8 +170,6 @@ struct tensor_result {
   double weight_sqnr_db = NAN, output_sqnr_db = NAN;
 };
 
-/// Quantizes tensor `t` of `in` (rows = shape[0]) to Format and writes its declared entries
-/// `names` to `out`.
 /// Buffers kept from tensor to tensor: allocating them per slice would fault in fresh pages
 /// every time.
 struct pipeline_buffers {
