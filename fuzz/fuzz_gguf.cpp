@@ -9,17 +9,14 @@
 #include <cstdio>
 #include <string>
 
+#include "fuzz_input.hpp"
+
 using namespace blockcast;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string path = "/tmp/blockcast-fuzz-" + std::to_string(::getpid()) + ".gguf";
   static const std::string again = path + ".again";
-  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
-    std::fwrite(data, 1, size, f);
-    std::fclose(f);
-  } else {
-    return 0;
-  }
+  if (!fuzz::write_file(path.c_str(), data, size)) return 0;
   try {
     const io::gguf_file file(path);
     unsigned sum = 0;
@@ -35,9 +32,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& t : file.tensors()) w.write(t.name, file.bytes(t));
     w.commit();
     const io::gguf_file back(again);
-    if (back.tensors().size() != file.tensors().size() || back.metadata().size() != file.metadata().size()) __builtin_trap();
+    if (back.tensors().size() != file.tensors().size() || back.metadata().size() != file.metadata().size())
+      fuzz::found("a GGUF file written again has other tensors or metadata");
     for (std::size_t i = 0; i < back.metadata().size(); ++i)
-      if (!(back.metadata()[i].second == file.metadata()[i].second)) __builtin_trap();
+      if (!(back.metadata()[i].second == file.metadata()[i].second)) fuzz::found("a metadata value changed on writing again");
     std::remove(again.c_str());
     (void)sum;
   } catch (const blockcast::error&) {

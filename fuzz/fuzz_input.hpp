@@ -28,6 +28,14 @@ class fuzz_input {
   std::size_t size_;
 };
 
+// Writes the fuzzer's bytes to a file for the readers under test; false if it cannot.
+inline bool write_file(const char* path, const void* data, std::size_t size) {
+  std::FILE* f = std::fopen(path, "wb");
+  if (!f) return false;
+  const bool ok = std::fwrite(data, 1, size, f) == size;
+  return std::fclose(f) == 0 && ok;
+}
+
 // Stops the fuzzer with a crash libFuzzer records (the input is saved as a reproducer).
 [[noreturn]] inline void found(const char* what) {
   std::fprintf(stderr, "fuzz finding: %s\n", what);

@@ -16,13 +16,6 @@
 
 namespace {
 
-void write_file(const std::string& path, const char* data, std::size_t size) {
-  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
-    std::fwrite(data, 1, size, f);
-    std::fclose(f);
-  }
-}
-
 std::size_t entries(const std::string& dir) {
   std::size_t n = 0;
   if (DIR* d = ::opendir(dir.c_str())) {
@@ -56,8 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const char* bytes = reinterpret_cast<const char*>(data);
   const char* nul = static_cast<const char*>(std::memchr(bytes, 0, size));
   const std::size_t index_size = nul ? static_cast<std::size_t>(nul - bytes) : size;
-  write_file(in + "/m.index.json", bytes, index_size);
-  write_file(in + "/a.safetensors", nul ? nul + 1 : bytes, nul ? size - index_size - 1 : 0);
+  blockcast::fuzz::write_file((in + "/m.index.json").c_str(), bytes, index_size);
+  blockcast::fuzz::write_file((in + "/a.safetensors").c_str(), nul ? nul + 1 : bytes, nul ? size - index_size - 1 : 0);
 
   std::ostringstream listing;
   expect_error_or_success([&] { cli::inspect_model(in + "/m.index.json", listing); });

@@ -10,16 +10,13 @@
 #include <cstdio>
 #include <string>
 
+#include "fuzz_input.hpp"
+
 using namespace blockcast;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string path = "/tmp/blockcast-fuzz-" + std::to_string(::getpid()) + ".safetensors";
-  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
-    std::fwrite(data, 1, size, f);
-    std::fclose(f);
-  } else {
-    return 0;
-  }
+  if (!fuzz::write_file(path.c_str(), data, size)) return 0;
   try {
     const io::safetensors_file file(path);
     for (const auto& t : file.tensors()) {
