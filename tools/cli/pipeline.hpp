@@ -89,7 +89,9 @@ inline float finite_amax(const std::uint8_t* src, io::dtype type, std::size_t n)
     h &= 0x7fff;
     m = std::max(m, h < inf ? h : std::uint16_t{0});
   }
-  return type == io::dtype::bf16 ? io::detail::bf16_to_float(m) : io::detail::half_to_float(m);
+  float f;
+  widen(reinterpret_cast<const std::uint8_t*>(&m), type, 1, &f);
+  return f;
 }
 
 /// Signal and noise sums for an SQNR over many slices: per row (squared_error_sums, the same

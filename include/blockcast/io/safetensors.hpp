@@ -34,6 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "blockcast/api.hpp"  // widen_bf16, widen_f16
 #include "blockcast/block/span.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/io/fault_injection.hpp"
@@ -100,31 +101,6 @@ inline bool tensor_bytes(const std::vector<std::uint64_t>& shape, std::size_t el
   return true;
 }
 
-/// FP16 / BF16 bits -> float (exact).
-inline float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, fraction = h & 0x3ffu;
-  std::uint32_t bits;
-  if (exponent == 0x1f) {
-    bits = sign | 0x7f800000u | (fraction << 13);
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + 112) << 23) | (fraction << 13);
-  } else if (fraction == 0) {
-    bits = sign;
-  } else {  // subnormal: value = fraction * 2^-24
-    float v = static_cast<float>(fraction) * 5.9604644775390625e-8f;
-    std::memcpy(&bits, &v, 4);
-    bits |= sign;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-inline float bf16_to_float(std::uint16_t h) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 }  // namespace detail
 
 /// A memory-mapped, validated safetensors file.
@@ -186,12 +162,10 @@ class safetensors_file {
     std::vector<float> out(static_cast<std::size_t>(t.elements()));
     if (t.type == dtype::f32) {
       std::memcpy(out.data(), b.data(), b.size());
-    } else if (t.type == dtype::f16 || t.type == dtype::bf16) {
-      for (std::size_t i = 0; i < out.size(); ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, b.data() + 2 * i, 2);
-        out[i] = t.type == dtype::f16 ? detail::half_to_float(h) : detail::bf16_to_float(h);
-      }
+    } else if (t.type == dtype::f16) {
+      widen_f16(b.data(), out.size(), out.data());
+    } else if (t.type == dtype::bf16) {
+      widen_bf16(b.data(), out.size(), out.data());
     } else {
       detail::fail(path_, "tensor " + in_quotes(t.name) + " is " + name(t.type) + ", not a float tensor (F32/F16/BF16)");
     }
