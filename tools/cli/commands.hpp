@@ -158,7 +158,7 @@ void map_model(const io::model_files& in, const std::string& output, const std::
     nlohmann::json shards = nlohmann::json::array();
     for (const auto& [name, staged] : written) {
       std::uint64_t size = 0;
-      const std::uint32_t crc = detail::file_crc32(staged, out_dir + "/" + name, &size);
+      const std::uint32_t crc = detail::file_crc32(staged, &size);
       shards.push_back({{"name", name}, {"size", size}, {"crc32", crc}});
     }
     const nlohmann::json manifest = {{"blockcast_part_manifest", manifest_version}, {"part", part.index}, {"parts", part.count},

@@ -14,9 +14,6 @@
 #pragma once
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <nlohmann/json.hpp>
@@ -31,6 +28,7 @@
 
 #include "blockcast/error.hpp"
 #include "blockcast/io/json.hpp"
+#include "blockcast/io/mapped_file.hpp"
 #include "blockcast/io/model_files.hpp"
 #include "blockcast/io/names.hpp"
 #include "blockcast/io/output_set.hpp"
@@ -73,32 +71,17 @@ inline std::string manifest_name(const std::string& index_name, unsigned index, 
 
 namespace detail {
 
-/// CRC-32 (zlib's) of a whole file, read with pread; `label` names it in errors.
-inline std::uint32_t file_crc32(const std::string& path, const std::string& label, std::uint64_t* size = nullptr) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) io::detail::fail(label, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    io::detail::fail(label, "not a regular file");
-  }
+/// CRC-32 (zlib's) of a whole file, read with pread (io::detail::mapped_file::read).
+inline std::uint32_t file_crc32(const std::string& path, std::uint64_t* size = nullptr) {
+  const io::detail::mapped_file file(path);  // a regular file, or an io_error naming it
   std::vector<unsigned char> buffer(std::size_t{1} << 20);
   uLong crc = ::crc32_z(0L, Z_NULL, 0);
-  std::uint64_t at = 0;
-  for (;;) {
-    const ssize_t got = ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(at));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      const int err = errno;
-      ::close(fd);
-      io::detail::fail(label, std::string("read failed: ") + std::strerror(err));
-    }
-    if (got == 0) break;
-    crc = ::crc32_z(crc, buffer.data(), static_cast<z_size_t>(got));
-    at += static_cast<std::uint64_t>(got);
+  for (std::uint64_t at = 0; at < file.size(); at += buffer.size()) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), file.size() - at));
+    file.read(at, n, buffer.data());
+    crc = ::crc32_z(crc, buffer.data(), static_cast<z_size_t>(n));
   }
-  ::close(fd);
-  if (size) *size = at;
+  if (size) *size = file.size();
   return static_cast<std::uint32_t>(crc);
 }
 
@@ -107,40 +90,26 @@ inline std::uint32_t file_crc32(const std::string& path, const std::string& labe
 /// CRC-32 of 64 samples of 64 KiB spread evenly over the file (two fine-tunes of one model
 /// have the same header but differ in every sample).
 inline nlohmann::json input_identity(const std::string& path) {
-  const io::safetensors_file f(path);  // validates the header
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  struct stat st {};
-  if (fd < 0 || ::fstat(fd, &st) != 0) {
-    if (fd >= 0) ::close(fd);
-    io::detail::fail(path, "cannot read it again to identify it");
-  }
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  auto crc_of = [&](std::uint64_t at, std::size_t n, uLong crc, std::vector<unsigned char>& buffer) {
-    buffer.resize(n);
-    std::size_t have = 0;
-    while (have < n) {
-      const ssize_t got = ::pread(fd, buffer.data() + have, n - have, static_cast<off_t>(at + have));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        ::close(fd);
-        io::detail::fail(path, "cannot read it again to identify it (changed meanwhile?)");
-      }
-      have += static_cast<std::size_t>(got);
-    }
-    return ::crc32_z(crc, buffer.data(), static_cast<z_size_t>(n));
-  };
+  const io::safetensors_file validated(path);  // a valid header, so its length can be trusted
+  const io::detail::mapped_file file(path);
   std::vector<unsigned char> buffer;
+  auto crc_of = [&](std::uint64_t at, std::uint64_t n, uLong crc) {
+    buffer.resize(static_cast<std::size_t>(n));
+    file.read(at, buffer.size(), buffer.data());
+    return ::crc32_z(crc, buffer.data(), static_cast<z_size_t>(buffer.size()));
+  };
+  const std::uint64_t size = file.size();
+  std::uint8_t length[8];
+  file.read(0, 8, length);
   std::uint64_t header = 0;
-  crc_of(0, 8, 0, buffer);
-  for (int i = 0; i < 8; ++i) header |= static_cast<std::uint64_t>(buffer[static_cast<std::size_t>(i)]) << (8 * i);
-  const uLong header_crc = crc_of(0, static_cast<std::size_t>(8 + header), ::crc32_z(0L, Z_NULL, 0), buffer);
+  for (int i = 0; i < 8; ++i) header |= static_cast<std::uint64_t>(length[i]) << (8 * i);
+  const uLong header_crc = crc_of(0, 8 + header, ::crc32_z(0L, Z_NULL, 0));
   constexpr std::uint64_t samples = 64, sample = 64 << 10;
   uLong sample_crc = ::crc32_z(0L, Z_NULL, 0);
   for (std::uint64_t k = 0; k < samples; ++k) {
     const std::uint64_t at = size <= sample ? 0 : (size - sample) * k / (samples - 1);
-    sample_crc = crc_of(at, static_cast<std::size_t>(std::min(size, sample)), sample_crc, buffer);
+    sample_crc = crc_of(at, std::min(size, sample), sample_crc);
   }
-  ::close(fd);
   return {{"size", size}, {"header_crc32", static_cast<std::uint32_t>(header_crc)}, {"sample_crc32", static_cast<std::uint32_t>(sample_crc)}};
 }
 
@@ -255,7 +224,7 @@ inline void merge_parts(const std::string& output) {
         io::detail::fail(path, "shard " + io::in_quotes(shard) + " does not belong to part " + std::to_string(i) + " of " + std::to_string(count));
       if (!shard_part.emplace(shard, i).second) io::detail::fail(path, "shard " + io::in_quotes(shard) + " is listed twice");
       std::uint64_t actual = 0;
-      const std::uint32_t actual_crc = detail::file_crc32(dir + "/" + shard, dir + "/" + shard, &actual);
+      const std::uint32_t actual_crc = detail::file_crc32(dir + "/" + shard, &actual);
       if (actual != size || actual_crc != crc)
         io::detail::fail(dir + "/" + shard, "differs from what part " + std::to_string(i) + " wrote (size " + std::to_string(actual) +
                                                 " vs " + std::to_string(size) + ", CRC-32 " + std::to_string(actual_crc) + " vs " +
