@@ -40,13 +40,6 @@ struct quantized_names {
 };
 
 namespace detail {
-// The safetensors entries of a quantized tensor: (name, dtype, shape), codes first.
-struct stored_entry {
-  std::string name;
-  dtype type;
-  std::vector<std::uint64_t> shape;
-};
-
 // `base` + suffix, or + suffix + ".1", ".2", ... when that is in `taken`.
 inline std::string free_name(const std::string& base, const char* suffix, const std::set<std::string>& taken) {
   std::string name = base + suffix;

@@ -258,6 +258,13 @@ class safetensors_file {
   std::uint64_t data_ = 0;  // offset of the data section
 };
 
+/// A tensor entry to declare: name, dtype, shape.
+struct stored_entry {
+  std::string name;
+  dtype type;
+  std::vector<std::uint64_t> shape;
+};
+
 /// Streams a safetensors file with at most one tensor in memory: every tensor is declared
 /// (name, dtype, shape) first, so the header is known, then each one's bytes are written in
 /// declaration order, whole (write) or in pieces (append). The bytes go to a temporary file of
