@@ -41,7 +41,7 @@ expect 2 'A subcommand is required'     --
 expect 2 'not expected: --bogus'        -- quantize "$model" -o "$dir/o.safetensors" --bogus
 expect 2 'mxfp3 not in'                 -- quantize "$model" -o "$dir/o.safetensors" --format mxfp3
 expect 2 'hadamard not in'              -- quantize "$model" -o "$dir/o.safetensors" --method hadamard
-expect 2 'File does not exist: /no/such.safetensors' -- quantize /no/such.safetensors -o "$dir/o.safetensors"
+expect 2 'Path does not exist: /no/such.safetensors' -- quantize /no/such.safetensors -o "$dir/o.safetensors"
 expect 2 'output is required'           -- quantize "$model"
 expect 2 'threads'                      -- quantize "$model" -o "$dir/o.safetensors" --threads 0
 expect 1 'needs --calibration'          -- quantize "$model" -o "$dir/o.safetensors" --method ed

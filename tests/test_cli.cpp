@@ -74,7 +74,7 @@ TEST_CASE("cli quantize: RTN, ED and GPTQ tensors decode to exactly what the PTQ
     req.input = dir + "/model.safetensors";
     req.output = dir + "/q-" + method + ".safetensors";
     req.format = "nvfp4";
-    req.method = method;
+    req.method = cli::parse_choice(cli::methods, method, "method");
     if (method != "rtn") req.calibration = dir + "/calib.safetensors";
     const auto reports = cli::quantize_model(req);
     REQUIRE(reports.size() == 4);
@@ -159,7 +159,7 @@ TEST_CASE("cli quantize: the same bytes for every slice size, chunk size and thr
       cli::quantize_request req;
       req.input = dir + "/model.safetensors";
       req.format = std::string(f.name);
-      req.method = method;
+      req.method = cli::parse_choice(cli::methods, method, "method");
       if (method == "ed") req.calibration = dir + "/calib.safetensors";
       req.threads = 1;
       req.output = dir + "/reference.safetensors";
@@ -218,7 +218,7 @@ TEST_CASE("cli quantize: --include and --exclude choose the tensors; dequantize 
   CHECK_FALSE(io::is_quantized(q, "conv.weight"));
 
   for (const std::string type : {"f32", "bf16"}) {
-    cli::dequantize_request d{req.output, dir + "/d.safetensors", type, 2};
+    cli::dequantize_request d{req.output, dir + "/d.safetensors", cli::parse_choice(cli::out_dtypes, type, "dtype"), 2};
     cli::dequantize_model(d);
     const io::safetensors_file out(d.output);
     CHECK(out.tensors().size() == 4);  // no .scales left
@@ -275,7 +275,7 @@ TEST_CASE("cli: a sharded model maps shard for shard, with a matching index", "[
   CHECK_THAT(listing.str(), Catch::Contains("3 tensors (2 quantized) in 2 files"));
 
   const std::string back = fresh_dir();
-  cli::dequantize_model({req.output, back + "/model.safetensors.index.json", "f32", 1});
+  cli::dequantize_model({req.output, back + "/model.safetensors.index.json", cli::out_dtype::f32, 1});
   CHECK(files_in(back).size() == 3);
 }
 
@@ -409,7 +409,7 @@ TEST_CASE("cli: a failure leaves no output behind", "[cli]") {
   cli::quantize_request req;
   req.input = dir + "/model.safetensors";
   req.output = dir + "/out.safetensors";
-  req.method = "ed";
+  req.method = cli::method::ed;
   req.calibration = dir + "/calib.safetensors";
   // fc.weight has no inputs in the calibration file: the error names the file and tensor
   CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("calib.safetensors") && Catch::Contains("fc.weight.inputs"));
@@ -445,7 +445,7 @@ TEST_CASE("cli: a failure leaves no output behind", "[cli]") {
   CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("has shape 10x35 (F32), expected N x 36"));
   req.calibration.clear();
   CHECK_THROWS_AS(cli::quantize_model(req), blockcast::invalid_argument);
-  req.method = "rtn";
+  req.method = cli::method::rtn;
   req.format = "mxfp3";
   CHECK_THROWS_AS(cli::quantize_model(req), blockcast::unknown_format);
   req.format = "mxfp4";

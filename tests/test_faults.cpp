@@ -92,7 +92,7 @@ TEST_CASE("fault 1: an output that is an input file (by inode, not name) is refu
     CHECK_THROWS_WITH(cli::quantize_model(request(dir + "/a.safetensors", dir + "/hard.safetensors")),
                       Catch::Contains("would overwrite the input file"));
     auto calibrated = request(dir + "/b.safetensors", dir + "/soft.safetensors");
-    calibrated.method = "gptq";
+    calibrated.method = cli::method::gptq;
     calibrated.calibration = dir + "/a.safetensors";
     CHECK_THROWS_WITH(cli::quantize_model(calibrated), Catch::Contains("would overwrite the input file"));
     CHECK(snapshot(dir) == with_links);
@@ -140,7 +140,7 @@ TEST_CASE("fault 1: a failed run deletes no file it did not create; temporary na
     write_file(out + name, "someone else's");
   const auto before = snapshot(out);
   auto req = request(dir + "/m.safetensors", out + "/q.safetensors");
-  req.method = "ed";
+  req.method = cli::method::ed;
   req.calibration = dir + "/m.safetensors";  // has no '<w>.inputs': the run fails after starting
   CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("w0.inputs"));
   CHECK(snapshot(out) == before);
@@ -380,7 +380,7 @@ TEST_CASE("fault 6: NaN, Inf or overflowing calibration inputs are errors naming
   c.commit();
   for (const std::string method : {"ed", "gptq"}) {
     auto req = request(dir + "/m.safetensors", dir + "/q.safetensors");
-    req.method = method;
+    req.method = cli::parse_choice(cli::methods, method, "method");
     req.calibration = dir + "/calib.safetensors";
     CHECK_THROWS_WITH(cli::quantize_model(req), Catch::Contains("calib.safetensors") && Catch::Contains("'w.inputs'") &&
                                                     Catch::Contains("[sample 3, channel 7] is NaN"));
@@ -403,7 +403,7 @@ TEST_CASE("fault 6: a NaN weight stays in its block, and the report has no SQNR 
   }
   for (const std::string method : {"rtn", "ed", "gptq"}) {
     auto req = request(dir + "/m.safetensors", dir + "/q.safetensors");
-    req.method = method;
+    req.method = cli::parse_choice(cli::methods, method, "method");
     if (method != "rtn") req.calibration = dir + "/calib.safetensors";
     const auto reports = cli::quantize_model(req);
     INFO(method);
@@ -441,7 +441,7 @@ TEST_CASE("fault 7: inspect checks descriptions against the bytes; names are pri
   for (const std::string& scale : {std::string("\0\0\0\0", 4), std::string("\0\0\xc0\x7f", 4)}) {
     write_file(dir + "/bad.safetensors", good.substr(0, good.size() - 4) + scale);
     CHECK_THROWS_WITH(cli::inspect_model(dir + "/bad.safetensors", listing), Catch::Contains("is not finite and > 0"));
-    CHECK_THROWS_WITH(cli::dequantize_model({dir + "/bad.safetensors", dir + "/d.safetensors", "f32", 1}),
+    CHECK_THROWS_WITH(cli::dequantize_model({dir + "/bad.safetensors", dir + "/d.safetensors", cli::out_dtype::f32, 1}),
                       Catch::Contains("is not finite and > 0"));
   }
   // control characters in names reach neither the terminal nor a second line
@@ -504,7 +504,7 @@ TEST_CASE("fault 8: what the reader accepts the writer writes; a model's '<w>.sc
     cli::inspect_model(req.output, listing);
     INFO(format << "\n" << listing.str());
     CHECK_THAT(listing.str(), Catch::Contains("3 tensors (1 quantized)"));
-    cli::dequantize_model({req.output, dir + "/d.safetensors", "f32", 1});
+    cli::dequantize_model({req.output, dir + "/d.safetensors", cli::out_dtype::f32, 1});
     const io::safetensors_file d(dir + "/d.safetensors");
     CHECK(d.tensors().size() == 3);
     CHECK(d.to_float(d.find("w.scales")) == std::vector<float>{1, 2, 3});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "options.hpp"
 
 namespace blockcast::cli {
 
@@ -29,7 +30,8 @@ struct invocation {
 
 inline invocation parse_arguments(int argc, const char* const* argv) {
   invocation r;
-  CLI::App app{"blockcast: block-scaled quantization of safetensors models (MX and NVFP4 formats; RTN, ED, GPTQ)",
+  CLI::App app{"blockcast: block-scaled quantization of models (safetensors, Hugging Face directories, GGUF; MX and NVFP4 "
+               "formats; RTN, ED, GPTQ) into checkpoints vLLM, SGLang, transformers and llama.cpp load",
                "blockcast"};
   app.require_subcommand(1);
   std::vector<std::string> format_names;
@@ -39,12 +41,18 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
 
   auto& q = r.quantize;
   auto* quantize = app.add_subcommand("quantize", "quantize a model's weight tensors (2-D or more; others are copied)");
-  quantize->add_option("input", q.input, "model.safetensors, or a sharded model's model.safetensors.index.json")
-      ->required()->check(CLI::ExistingFile);
-  quantize->add_option("-o,--output", q.output, "output file (an index.json for a sharded model: shards go next to it)")->required();
+  quantize->add_option("input", q.input, "a Hugging Face model directory, model.safetensors, a sharded model's "
+                                         "model.safetensors.index.json, or a .gguf file")
+      ->required()->check(CLI::ExistingPath);
+  quantize->add_option("-o,--output", q.output, "output: a directory for a model directory, a file (an index.json for a sharded "
+                                                "model: shards go next to it), a .gguf for a GGUF input")->required();
   quantize->add_option("--format", q.format, "element format")->check(CLI::IsMember(format_names))->capture_default_str();
-  quantize->add_option("--method", q.method, "rtn, ed (error diffusion) or gptq")
-      ->check(CLI::IsMember({"rtn", "ed", "gptq"}))->capture_default_str();
+  std::string method_name(name_of(q.method)), layout_name;
+  quantize->add_option("--method", method_name, "rtn, ed (error diffusion) or gptq")
+      ->check(CLI::IsMember(names_of(methods)))->capture_default_str();
+  quantize->add_option("--layout", layout_name, "how weights are stored: " + joined(layout_names(true)) +
+                                                    " (default: gguf for a .gguf input, else blockcast)")
+      ->check(CLI::IsMember(layout_names(true)));
   quantize->add_option("--calibration", q.calibration, "safetensors file with '<weight>.inputs' (N x K layer inputs) for ed and gptq")
       ->check(CLI::ExistingFile);
   quantize->add_option("--include", q.include, "quantize only tensors whose name matches this regex")->capture_default_str();
@@ -61,13 +69,16 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
   quantize->add_option("--threads", q.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
 
   auto* inspect = app.add_subcommand("inspect", "list a file's tensors, formats, sizes and compression ratio");
-  inspect->add_option("file", r.inspect_path, "a .safetensors file or a sharded model's index.json")->required()->check(CLI::ExistingFile);
+  inspect->add_option("model", r.inspect_path, "a model directory, .safetensors file, sharded model's index.json or .gguf file")
+      ->required()->check(CLI::ExistingPath);
 
   auto& d = r.dequantize;
   auto* dequantize = app.add_subcommand("dequantize", "decode quantized tensors back to BF16 or F32");
-  dequantize->add_option("input", d.input, "a quantized .safetensors file or index.json")->required()->check(CLI::ExistingFile);
-  dequantize->add_option("-o,--output", d.output, "output file (an index.json for a sharded model)")->required();
-  dequantize->add_option("--dtype", d.dtype, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
+  dequantize->add_option("input", d.input, "a quantized model: directory, .safetensors, index.json or .gguf (any layout)")
+      ->required()->check(CLI::ExistingPath);
+  dequantize->add_option("-o,--output", d.output, "output: a directory, a file (an index.json for a sharded model) or a .gguf")->required();
+  std::string dtype_name(name_of(d.dtype));
+  dequantize->add_option("--dtype", dtype_name, "bf16 or f32")->check(CLI::IsMember(names_of(out_dtypes)))->capture_default_str();
   dequantize->add_option("--threads", d.threads, "threads (default: the CPUs this process may use)")->check(CLI::Range(1u, 1024u))->capture_default_str();
 
   auto* merge = app.add_subcommand("merge", "check the parts of a split conversion (--part) and write their index");
@@ -85,6 +96,9 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
     r.text = "blockcast: error: " + one_line(e.what()) + " (see blockcast --help)";
     return r;
   }
+  q.method = parse_choice(methods, method_name, "method");
+  if (!layout_name.empty()) q.layout = io::parse_layout(layout_name);
+  d.dtype = parse_choice(out_dtypes, dtype_name, "dtype");
   using c = invocation::command;
   r.what = *formats      ? c::formats
            : *quantize   ? c::quantize

@@ -48,6 +48,9 @@ void print_summary(const std::vector<blockcast::cli::tensor_report>& reports) {
     nonfinite += r.quantized && (std::isnan(r.weight_sqnr_db) || (r.calibrated && std::isnan(r.output_sqnr_db)));
   }
   std::printf("%zu of %zu tensors quantized in %.3f s\n", quantized, reports.size(), seconds);
+  std::size_t notes = 0;
+  for (const auto& r : reports)
+    if (!r.note.empty()) std::printf("%s %s: %s\n", notes++ ? "     " : "note:", r.name.c_str(), blockcast::cli::one_line(r.note).c_str());
   if (nonfinite)
     std::printf("note: %zu quantized tensor%s NaN or Inf values (kept as the formats define them: a NaN block decodes to NaN)\n",
                 nonfinite, nonfinite == 1 ? " holds" : "s hold");

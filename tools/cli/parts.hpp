@@ -71,9 +71,9 @@ inline std::string manifest_name(const std::string& index_name, unsigned index, 
 
 namespace detail {
 
-/// CRC-32 (zlib's) of a whole file, read with pread (io::detail::mapped_file::read).
+/// CRC-32 (zlib's) of a whole file, read with pread (io::mapped_file::read).
 inline std::uint32_t file_crc32(const std::string& path, std::uint64_t* size = nullptr) {
-  const io::detail::mapped_file file(path);  // a regular file, or an io_error naming it
+  const io::mapped_file file(path);  // a regular file, or an io_error naming it
   std::vector<unsigned char> buffer(std::size_t{1} << 20);
   uLong crc = ::crc32_z(0L, Z_NULL, 0);
   for (std::uint64_t at = 0; at < file.size(); at += buffer.size()) {
@@ -91,7 +91,7 @@ inline std::uint32_t file_crc32(const std::string& path, std::uint64_t* size = n
 /// have the same header but differ in every sample).
 inline nlohmann::json input_identity(const std::string& path) {
   const io::safetensors_file validated(path);  // a valid header, so its length can be trusted
-  const io::detail::mapped_file file(path);
+  const io::mapped_file file(path);
   std::vector<unsigned char> buffer;
   auto crc_of = [&](std::uint64_t at, std::uint64_t n, uLong crc) {
     buffer.resize(static_cast<std::size_t>(n));
@@ -149,7 +149,7 @@ inline std::string first_difference(const nlohmann::json& a, const nlohmann::jso
 /// validates their manifests and shards, then writes the index all or nothing.
 inline void merge_parts(const std::string& output) {
   if (!io::is_index_path(output))
-    io::detail::fail(output, "merge writes a sharded model's index: the output must be .../model.safetensors.index.json");
+    throw io::file_error(output, "merge writes a sharded model's index: the output must be .../model.safetensors.index.json");
   const std::string dir = io::directory_of(output), index_name = io::file_name_of(output);
   // the manifests present: <index>.part-<i>-of-<n>.json
   std::map<unsigned, std::map<unsigned, std::string>> found;  // n -> i -> file name
@@ -169,20 +169,20 @@ inline void merge_parts(const std::string& output) {
     }
     ::closedir(d);
   } else {
-    io::detail::fail(output, "cannot read the directory '" + io::printable(dir) + "': " + std::strerror(errno));
+    throw io::file_error(output, "cannot read the directory '" + io::printable(dir) + "': " + std::strerror(errno));
   }
   if (found.empty())
-    io::detail::fail(output, "no part manifests (" + io::in_quotes(prefix + "I-of-N.json") +
+    throw io::file_error(output, "no part manifests (" + io::in_quotes(prefix + "I-of-N.json") +
                                  ") next to it: run blockcast quantize ... --part I/N -o " + io::printable(output) + " first");
   if (found.size() > 1)
-    io::detail::fail(output, "manifests of splits into " + std::to_string(found.begin()->first) + " and " +
+    throw io::file_error(output, "manifests of splits into " + std::to_string(found.begin()->first) + " and " +
                                  std::to_string(std::next(found.begin())->first) +
                                  " parts are both next to it: remove the ones that do not belong to this model");
   const unsigned count = found.begin()->first;
   const auto& present = found.begin()->second;
   for (unsigned i = 1; i <= count; ++i)
     if (!present.count(i))
-      io::detail::fail(output, "part " + std::to_string(i) + " of " + std::to_string(count) + " is missing (no " +
+      throw io::file_error(output, "part " + std::to_string(i) + " of " + std::to_string(count) + " is missing (no " +
                                    manifest_name(index_name, i, count) + "): run it with --part " + std::to_string(i) + "/" +
                                    std::to_string(count));
   nlohmann::json run;
@@ -192,7 +192,7 @@ inline void merge_parts(const std::string& output) {
     const std::string path = dir + "/" + name;
     nlohmann::json m;
     try {
-      m = io::parse_json(io::detail::read_regular_file(path, std::uint64_t{64} << 20));
+      m = io::parse_json(io::read_regular_file(path, std::uint64_t{64} << 20));
       if (!m.is_object() || m.value("blockcast_part_manifest", 0) != manifest_version || m.at("part") != i ||
           m.at("parts") != count || !m.at("run").is_object() || !m.at("shards").is_array() ||
           !m.at("run").at("input_shards").is_array())
@@ -200,12 +200,12 @@ inline void merge_parts(const std::string& output) {
     } catch (const io::io_error&) {
       throw;
     } catch (const std::exception& e) {
-      io::detail::fail(path, std::string("not a blockcast part manifest for part ") + std::to_string(i) + " of " +
+      throw io::file_error(path, std::string("not a blockcast part manifest for part ") + std::to_string(i) + " of " +
                                  std::to_string(count) + " (" + e.what() + ")");
     }
     if (run.is_null()) run = m["run"];
     else if (m["run"] != run)
-      io::detail::fail(path, "part " + std::to_string(i) + " was made by a different run than part " +
+      throw io::file_error(path, "part " + std::to_string(i) + " was made by a different run than part " +
                                  std::to_string(present.begin()->first) + ": " + detail::first_difference(run, m["run"]) +
                                  " differs (every part must convert the same input with the same options)");
     const auto& inputs = run["input_shards"];
@@ -216,17 +216,17 @@ inline void merge_parts(const std::string& output) {
       try {
         shard = s.at("name").get<std::string>(), size = s.at("size").get<std::uint64_t>(), crc = s.at("crc32").get<std::uint32_t>();
       } catch (const std::exception& e) {
-        io::detail::fail(path, std::string("a shard entry is malformed: ") + e.what());
+        throw io::file_error(path, std::string("a shard entry is malformed: ") + e.what());
       }
       std::size_t k = 0;
       while (k < inputs.size() && inputs[k].value("name", "") != shard) ++k;
       if (k == inputs.size() || !io::is_plain_file_name(shard) || !part_choice{i, count}.takes(k, inputs.size()))
-        io::detail::fail(path, "shard " + io::in_quotes(shard) + " does not belong to part " + std::to_string(i) + " of " + std::to_string(count));
-      if (!shard_part.emplace(shard, i).second) io::detail::fail(path, "shard " + io::in_quotes(shard) + " is listed twice");
+        throw io::file_error(path, "shard " + io::in_quotes(shard) + " does not belong to part " + std::to_string(i) + " of " + std::to_string(count));
+      if (!shard_part.emplace(shard, i).second) throw io::file_error(path, "shard " + io::in_quotes(shard) + " is listed twice");
       std::uint64_t actual = 0;
       const std::uint32_t actual_crc = detail::file_crc32(dir + "/" + shard, &actual);
       if (actual != size || actual_crc != crc)
-        io::detail::fail(dir + "/" + shard, "differs from what part " + std::to_string(i) + " wrote (size " + std::to_string(actual) +
+        throw io::file_error(dir + "/" + shard, "differs from what part " + std::to_string(i) + " wrote (size " + std::to_string(actual) +
                                                 " vs " + std::to_string(size) + ", CRC-32 " + std::to_string(actual_crc) + " vs " +
                                                 std::to_string(crc) + "): changed or copied incompletely since; run that part again");
     }
@@ -235,7 +235,7 @@ inline void merge_parts(const std::string& output) {
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     const std::string shard = inputs[k].value("name", "");
     if (!shard_part.count(shard))
-      io::detail::fail(output, "shard " + io::in_quotes(shard) + " (of part " + std::to_string(k * count / inputs.size() + 1) +
+      throw io::file_error(output, "shard " + io::in_quotes(shard) + " (of part " + std::to_string(k * count / inputs.size() + 1) +
                                    ") is in no manifest");
     shards.emplace_back(shard, dir + "/" + shard);
   }

@@ -13,14 +13,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <string>
 #include <vector>
 
 #include "blockcast/blockcast.hpp"
+#include "blockcast/io/hf_layouts.hpp"
 #include "blockcast/io/quantized_tensors.hpp"
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
+#include "options.hpp"
 
 namespace blockcast::cli::detail {
 
@@ -36,6 +39,26 @@ struct pipeline_sizes {
   std::size_t chunk_values = std::size_t{1} << 14;
 };
 
+/// A float tensor to read, wherever it is stored (a safetensors or GGUF file): its name,
+/// stored type (F32, F16 or BF16) and a pread of `size` bytes at `offset` within its data.
+struct tensor_source {
+  std::string name;
+  io::dtype type = io::dtype::f32;
+  std::function<void(std::uint64_t offset, std::size_t size, void* out)> read;
+};
+
+inline tensor_source source_of(const io::safetensors_file& in, const io::tensor_info& t) {
+  return {t.name, t.type, [&in, &t](std::uint64_t offset, std::size_t size, void* out) { in.read(t, offset, size, out); }};
+}
+
+/// Where a quantized tensor goes, in whatever layout: `rows` receives each slice of rows
+/// (their codes and block scales, blockcast's packing) in row order; `finish` all the block
+/// scales and the decode scale (1 for one-level formats) at the end.
+struct tensor_sink {
+  std::function<void(std::size_t r0, std::size_t n, const std::uint8_t* codes, const std::uint8_t* scales)> rows;
+  std::function<void(span<const std::uint8_t> scales, float tensor_scale)> finish;
+};
+
 /// Widens n F32/F16/BF16 values at `src` (any alignment) to floats.
 inline void widen(const std::uint8_t* src, io::dtype type, std::size_t n, float* out) {
   if (type == io::dtype::f32) std::memcpy(out, src, n * 4);
@@ -46,22 +69,22 @@ inline void widen(const std::uint8_t* src, io::dtype type, std::size_t n, float*
 /// Reads rows [r0, r1) of a float tensor (F32/F16/BF16, rows of `cols` values) into `out` as
 /// floats; `raw` holds the stored bytes on the way. pread, not the mapping (see
 /// safetensors_file::read).
-inline void read_floats(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1,
-                        float* out, std::vector<std::uint8_t>& raw) {
+inline void read_floats(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1, float* out,
+                        std::vector<std::uint8_t>& raw) {
   const std::size_t n = (r1 - r0) * cols, element = io::size_of(t.type);
-  if (t.type == io::dtype::f32) return in.read(t, r0 * cols * element, n * element, out);
+  if (t.type == io::dtype::f32) return t.read(r0 * cols * element, n * element, out);
   raw.resize(n * element);
-  in.read(t, r0 * cols * element, n * element, raw.data());
+  t.read(r0 * cols * element, n * element, raw.data());
   widen(raw.data(), t.type, n, out);
 }
 
 /// Rows [r0, r1) as contiguous floats in `buffer`, read and widened in pieces split over threads.
-inline const float* float_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0,
-                               std::size_t r1, std::vector<float>& buffer, unsigned threads) {
+inline const float* float_rows(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1, std::vector<float>& buffer,
+                               unsigned threads) {
   buffer.resize((r1 - r0) * cols);
   blockcast::detail::parallel_for(r1 - r0, threads, 1, [&](std::size_t b, std::size_t e) {
     std::vector<std::uint8_t> raw;
-    read_floats(in, t, cols, r0 + b, r0 + e, buffer.data() + b * cols, raw);
+    read_floats(t, cols, r0 + b, r0 + e, buffer.data() + b * cols, raw);
   });
   return buffer.data();
 }
@@ -124,8 +147,7 @@ struct sqnr_sums {
 /// while it is in the cache. Every row's bytes and sums depend only on the row (and on the
 /// tensor amax in opt), not on the chunk or thread.
 template <class Format>
-void rtn_rows(const io::safetensors_file& in, const io::tensor_info& t, std::size_t cols, std::size_t r0, std::size_t r1,
-              const cast_options& opt, std::size_t chunk_values, std::uint8_t* codes, std::uint8_t* scales, sqnr_sums& sums) {
+void rtn_rows(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1, const cast_options& opt, std::size_t chunk_values, std::uint8_t* codes, std::uint8_t* scales, sqnr_sums& sums) {
   const std::size_t chunk_rows = std::max<std::size_t>(1, chunk_values / std::max<std::size_t>(cols, 1));
   const std::size_t code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
   sums.start(r1 - r0);
@@ -138,7 +160,7 @@ void rtn_rows(const io::safetensors_file& in, const io::tensor_info& t, std::siz
     one.threads = 1;
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t a = c * chunk_rows, n = std::min(r1 - r0, a + chunk_rows) - a;
-      read_floats(in, t, cols, r0 + a, r0 + a + n, w.data(), raw);
+      read_floats(t, cols, r0 + a, r0 + a + n, w.data(), raw);
       const mutable_packed_view<Format> view(n, cols, span<std::uint8_t>(codes + a * code_row, n * code_row),
                                              span<std::uint8_t>(scales + a * scale_row, n * scale_row));
       const float tensor_scale = quantize_into<Format>(w.data(), n, cols, view, one);
@@ -154,16 +176,16 @@ void rtn_rows(const io::safetensors_file& in, const io::tensor_info& t, std::siz
 
 /// How a tensor is quantized: the method and what it was calibrated with.
 struct method_plan {
-  std::string method;          // "rtn", "ed", "gptq"
+  cli::method method = method::rtn;
   const ptq::matrix* inputs = nullptr;  // calibration inputs (N x K), ed and gptq
   ptq::ed_model ed;            // ed: the model of H
   Eigen::MatrixXf gptq_factor; // gptq: the inverse-Hessian factor
 };
 
-inline method_plan plan_method(const std::string& method, const ptq::matrix* inputs, unsigned threads) {
+inline method_plan plan_method(cli::method method, const ptq::matrix* inputs, unsigned threads) {
   method_plan plan{method, inputs, {}, {}};
-  if (method == "ed") plan.ed = ptq::input_stats::from(*inputs, ptq::input_stats::default_sketch, 0, threads).model();
-  if (method == "gptq") plan.gptq_factor = ptq::gptq_inverse_factor(*inputs, ptq::gptq_options{}.damp, threads);
+  if (method == method::ed) plan.ed = ptq::input_stats::from(*inputs, ptq::input_stats::default_sketch, 0, threads).model();
+  if (method == method::gptq) plan.gptq_factor = ptq::gptq_inverse_factor(*inputs, ptq::gptq_options{}.damp, threads);
   return plan;
 }
 
@@ -179,58 +201,64 @@ struct pipeline_buffers {
   std::vector<std::uint8_t> codes[2], scales;  // codes: one slice computed while the other is written
 };
 
-/// Quantizes tensor `t` of `in` (rows = shape[0]) to Format and writes its declared entries
-/// `names` to `out`.
+/// The largest finite |value| of a float tensor of n values (NVFP4's tensor amax): one pass
+/// over the stored bits, split over threads, nothing kept.
+inline float tensor_amax(const tensor_source& t, std::size_t n, unsigned threads, const pipeline_sizes& sizes) {
+  const std::size_t chunk_values = std::max<std::size_t>(1, sizes.chunk_values), element = io::size_of(t.type);
+  const std::size_t parts = std::min<std::size_t>(threads, std::max<std::size_t>(1, n / chunk_values));
+  std::vector<float> amax(parts, 0.0f);
+  blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
+    std::vector<std::uint8_t> raw(chunk_values * element);
+    for (std::size_t p = p0; p < p1; ++p) {
+      const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
+      for (std::size_t i = b; i < e; i += chunk_values) {
+        const std::size_t m = std::min(e, i + chunk_values) - i;
+        t.read(i * element, m * element, raw.data());
+        amax[p] = std::max(amax[p], finite_amax(raw.data(), t.type, m));
+      }
+    }
+  });
+  return *std::max_element(amax.begin(), amax.end());
+}
+
+/// The decode scale a two-level format gets for a tensor of this amax (1 for MX formats).
 template <class Format>
-tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_info& t, const io::quantized_names& names,
-                              const method_plan& plan, unsigned threads, const pipeline_sizes& sizes,
-                              io::safetensors_stream_writer& out, pipeline_buffers& buffers) {
-  const auto [rows, cols] = io::detail::matrix_dims(t.name, t.shape);
+float decode_scale_for(float amax) {
+  if constexpr (Format::has_tensor_scale) return blockcast::detail::two_level_tensor_scales<Format>(amax).decode;
+  else return (void)amax, 1.0f;
+}
+
+/// Quantizes float tensor `t` (rows x cols) to Format and hands its slices to `sink`.
+/// `amax`: the tensor's finite amax (tensor_amax), for two-level formats.
+template <class Format>
+tensor_result quantize_tensor(const tensor_source& t, std::size_t rows, std::size_t cols, float amax, const method_plan& plan,
+                              unsigned threads, const pipeline_sizes& sizes, const tensor_sink& sink, pipeline_buffers& buffers) {
   const std::size_t slice_rows = std::max<std::size_t>(1, sizes.slice_values / std::max<std::size_t>(cols, 1));
   const std::size_t chunk_values = std::max<std::size_t>(1, sizes.chunk_values);
   const std::size_t code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
   cast_options opt;
   opt.threads = threads;
-  if constexpr (Format::has_tensor_scale) {  // the tensor-wide amax: one pass over the input, nothing kept
-    const std::size_t n = rows * cols, element = io::size_of(t.type);
-    const std::size_t parts = std::min<std::size_t>(threads, std::max<std::size_t>(1, n / chunk_values));
-    std::vector<float> amax(parts, 0.0f);
-    blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
-      std::vector<std::uint8_t> raw(chunk_values * element);
-      for (std::size_t p = p0; p < p1; ++p) {
-        const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
-        for (std::size_t i = b; i < e; i += chunk_values) {
-          const std::size_t m = std::min(e, i + chunk_values) - i;
-          in.read(t, i * element, m * element, raw.data());
-          amax[p] = std::max(amax[p], finite_amax(raw.data(), t.type, m));
-        }
-      }
-    });
-    opt.tensor_amax = *std::max_element(amax.begin(), amax.end());
-  }
+  if constexpr (Format::has_tensor_scale) opt.tensor_amax = amax;
   buffers.scales.resize(rows * scale_row);
-  float tensor_scale = 1.0f;
+  float tensor_scale = decode_scale_for<Format>(amax);
   sqnr_sums weight, output;
-  // RTN writes a slice's codes on another thread while it computes the next slice; on an
+  // RTN hands a slice to the sink on another thread while it computes the next slice; on an
   // exception, destroying `writing` waits for that write (the buffers outlive it)
   std::future<void> writing;
   for (std::size_t r0 = 0; r0 < rows; r0 += slice_rows) {
     const std::size_t r1 = std::min(rows, r0 + slice_rows), n = r1 - r0;
     std::uint8_t* scales = buffers.scales.data() + r0 * scale_row;
-    if (plan.method == "rtn") {
+    if (plan.method == method::rtn) {
       std::vector<std::uint8_t>& codes = buffers.codes[(r0 / slice_rows) % 2];
       codes.resize(std::max(codes.size(), slice_rows * code_row));
-      rtn_rows<Format>(in, t, cols, r0, r1, opt, chunk_values, codes.data(), scales, weight);
+      rtn_rows<Format>(t, cols, r0, r1, opt, chunk_values, codes.data(), scales, weight);
       if (writing.valid()) writing.get();
-      writing = std::async(std::launch::async, [&out, &names, &codes, bytes = n * code_row] {
-        out.append(names.codes, span<const std::uint8_t>(codes.data(), bytes));
-      });
-      if constexpr (Format::has_tensor_scale) tensor_scale = blockcast::detail::two_level_tensor_scales<Format>(*opt.tensor_amax).decode;
+      writing = std::async(std::launch::async, [&sink, &codes, r0, n, scales] { sink.rows(r0, n, codes.data(), scales); });
     } else {
-      const Eigen::Map<const ptq::matrix> w(float_rows(in, t, cols, r0, r1, buffers.widened, threads), static_cast<Eigen::Index>(n),
+      const Eigen::Map<const ptq::matrix> w(float_rows(t, cols, r0, r1, buffers.widened, threads), static_cast<Eigen::Index>(n),
                                             static_cast<Eigen::Index>(cols));
       ptq::quantized_matrix<Format> q;
-      if (plan.method == "ed") {
+      if (plan.method == method::ed) {
         ptq::ed_options ed;
         ed.cast = opt;
         q = ptq::error_diffusion<Format>(w, plan.ed, ed);
@@ -239,8 +267,8 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
         gptq.cast = opt;
         q = ptq::gptq_with_factor<Format>(w, plan.gptq_factor, gptq);
       }
-      out.append(names.codes, q.packed.codes());
       std::copy(q.packed.scales().begin(), q.packed.scales().end(), scales);
+      sink.rows(r0, n, q.packed.codes().data(), scales);
       tensor_scale = q.packed.tensor_scale();
       weight.add(w, q.dequantized, threads);
       if (plan.inputs) {  // the layer's output on the calibration inputs, these rows of it
@@ -251,10 +279,30 @@ tensor_result quantize_tensor(const io::safetensors_file& in, const io::tensor_i
     }
   }
   if (writing.valid()) writing.get();
-  out.append(names.scales, span<const std::uint8_t>(buffers.scales.data(), rows * scale_row));
-  if constexpr (Format::has_tensor_scale)
-    out.append(names.tensor_scale, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(&tensor_scale), 4));
+  sink.finish(span<const std::uint8_t>(buffers.scales.data(), rows * scale_row), tensor_scale);
   return {weight.db(), plan.inputs ? output.db() : NAN};
+}
+
+/// The sink that stores a tensor in blockcast's own layout or a safetensors engine layout
+/// (compressed-tensors, ModelOpt) through the entries `entries` declared on `out` (codes,
+/// scales, tensor scale: io::quantized_entries or io::engine_layout_entries).
+template <class Format>
+tensor_sink safetensors_sink(io::safetensors_stream_writer& out, io::layout l, std::vector<io::stored_entry> entries, std::size_t cols,
+                             std::string weight) {
+  const std::size_t code_row = row_code_bytes<Format>(cols);
+  tensor_sink s;
+  s.rows = [&out, codes = entries[0].name, code_row](std::size_t, std::size_t n, const std::uint8_t* c, const std::uint8_t*) {
+    out.append(codes, span<const std::uint8_t>(c, n * code_row));
+  };
+  s.finish = [&out, l, entries = std::move(entries), weight = std::move(weight)](span<const std::uint8_t> scales, float decode) {
+    io::check_engine_scales<Format>(l, scales, weight);
+    out.append(entries[1].name, scales);
+    if constexpr (Format::has_tensor_scale) {
+      const float stored = io::stored_tensor_scale(l, decode, weight);
+      out.append(entries[2].name, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(&stored), 4));
+    }
+  };
+  return s;
 }
 
 }  // namespace blockcast::cli::detail

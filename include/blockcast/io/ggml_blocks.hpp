@@ -41,11 +41,22 @@ constexpr std::size_t ggml_block_bytes() { return std::is_same_v<Format, nvfp4> 
 template <class Format>
 constexpr std::size_t ggml_row_bytes(std::size_t cols) { return cols / ggml_block_values<Format>() * ggml_block_bytes<Format>(); }
 
+/// llama.cpp's general.file_type (llama_ftype, llama.h) for a file whose weights are mostly
+/// this format: LLAMA_FTYPE_MOSTLY_MXFP4_MOE (38), LLAMA_FTYPE_MOSTLY_NVFP4 (39); and for
+/// dequantized files, LLAMA_FTYPE_ALL_F32 (0) and LLAMA_FTYPE_MOSTLY_BF16 (32).
+template <class Format>
+constexpr std::uint32_t llama_file_type_of() { return std::is_same_v<Format, nvfp4> ? 39 : 38; }
+inline constexpr std::uint32_t llama_file_type_f32 = 0, llama_file_type_bf16 = 32;
+/// general.quantization_version as llama.cpp's quantizer writes it (GGML_QNT_VERSION).
+inline constexpr std::uint32_t ggml_quantization_version = 2;
+/// ggml's float types: F32 (0), F16 (1), BF16 (30).
+inline constexpr std::uint32_t ggml_f32 = 0, ggml_f16 = 1, ggml_bf16 = 30;
+
 /// llama.cpp's name for the F32 second-level scale of NVFP4 weight "<x>.weight": "<x>.scale"
 /// (empty when the name does not end in ".weight": llama.cpp has no place for its scale).
 inline std::string ggml_scale_tensor_name(const std::string& weight) {
   const std::string suffix = ".weight";
-  if (weight.size() <= suffix.size() || weight.compare(weight.size() - suffix.size(), suffix.size(), suffix) != 0) return {};
+  if (weight.size() <= suffix.size() || !ends_with(weight, suffix)) return {};
   return weight.substr(0, weight.size() - suffix.size()) + ".scale";
 }
 

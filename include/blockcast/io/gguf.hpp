@@ -323,7 +323,7 @@ class gguf_file {
   }
 
   std::string path_;
-  detail::mapped_file file_;
+  mapped_file file_;
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = gguf_default_alignment, data_ = 0;
   std::vector<std::pair<std::string, gguf_value>> metadata_;

@@ -34,7 +34,7 @@ namespace blockcast::io {
 /// The module of a Linear weight "<module>.weight" ("" when `weight` is not named so).
 inline std::string module_of(const std::string& weight) {
   const std::string suffix = ".weight";
-  if (weight.size() <= suffix.size() || weight.compare(weight.size() - suffix.size(), suffix.size(), suffix) != 0) return {};
+  if (weight.size() <= suffix.size() || !ends_with(weight, suffix)) return {};
   return weight.substr(0, weight.size() - suffix.size());
 }
 
@@ -136,9 +136,6 @@ struct engine_weight {
 };
 
 namespace detail {
-inline bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 inline std::string strip(const std::string& s, const std::string& suffix) { return s.substr(0, s.size() - suffix.size()); }
 
 // codes U8 [rows, cols/2] and scales [rows, cols/B] of the right dtype: the weight's cols
@@ -180,7 +177,7 @@ inline std::map<std::string, engine_weight> engine_weights(const safetensors_fil
     out.emplace(w.name, std::move(w));
   };
   for (const auto& t : f.tensors()) {
-    if (detail::ends_with(t.name, ".weight_packed")) {  // compressed-tensors
+    if (ends_with(t.name, ".weight_packed")) {  // compressed-tensors
       const std::string m = detail::strip(t.name, ".weight_packed"), scale = m + ".weight_scale", global = m + ".weight_global_scale";
       if (!f.contains(scale)) detail::fail(f.path(), "tensor " + in_quotes(t.name) + " has no " + in_quotes(scale) + " (compressed-tensors)");
       const bool nv = f.find(scale).type == dtype::f8_e4m3;
@@ -196,7 +193,7 @@ inline std::map<std::string, engine_weight> engine_weights(const safetensors_fil
       w.rows = static_cast<std::size_t>(t.shape[0]);
       w.shape = {w.rows, w.cols};
       add(std::move(w));
-    } else if (detail::ends_with(t.name, ".weight_scale_2")) {  // ModelOpt
+    } else if (ends_with(t.name, ".weight_scale_2")) {  // ModelOpt
       const std::string m = detail::strip(t.name, ".weight_scale_2"), codes = m + ".weight", scale = m + ".weight_scale";
       if (!f.contains(codes) || !f.contains(scale))
         detail::fail(f.path(), "tensor " + in_quotes(t.name) + " (ModelOpt) needs " + in_quotes(codes) + " and " + in_quotes(scale));
@@ -206,7 +203,7 @@ inline std::map<std::string, engine_weight> engine_weights(const safetensors_fil
       w.rows = static_cast<std::size_t>(f.find(codes).shape[0]);
       w.shape = {w.rows, w.cols};
       add(std::move(w));
-    } else if (detail::ends_with(t.name, "_blocks")) {  // gpt-oss
+    } else if (ends_with(t.name, "_blocks")) {  // gpt-oss
       const std::string n = detail::strip(t.name, "_blocks"), scale = n + "_scales";
       if (!f.contains(scale)) continue;  // a tensor of the model that happens to end in "_blocks"
       const auto& s = f.find(scale);

@@ -16,6 +16,9 @@ class io_error : public blockcast::error {
   using blockcast::error::error;
 };
 
+/// An io_error about `file`, for `throw`: "<file>: <what>" (the path made printable).
+inline io_error file_error(const std::string& file, const std::string& what) { return io_error(printable(file, 1024) + ": " + what); }
+
 namespace detail {
 [[noreturn]] inline void fail(const std::string& file, const std::string& what) {
   blockcast::detail::fail<io_error>(printable(file, 1024) + ": " + what);

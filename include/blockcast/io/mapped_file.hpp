@@ -22,14 +22,14 @@
 #include "blockcast/io/names.hpp"
 #include "blockcast/io/signals.hpp"
 
-namespace blockcast::io::detail {
+namespace blockcast::io {
 
 class mapped_file {
  public:
   mapped_file() = default;
   explicit mapped_file(const std::string& path) : path_(path) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd_ < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    if (fd_ < 0) detail::fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0) fail_and_close(std::string("cannot stat: ") + std::strerror(errno));
     if (!S_ISREG(st.st_mode)) fail_and_close("not a regular file");
@@ -39,7 +39,7 @@ class mapped_file {
     void* p = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd_, 0);
     if (p == MAP_FAILED) fail_and_close(std::string("cannot map: ") + std::strerror(errno));
     base_ = static_cast<const std::uint8_t*>(p);
-    slot_ = register_slot(slot_kind::mapping, printable(path, 1024), base_, static_cast<std::size_t>(size_));
+    slot_ = detail::register_slot(detail::slot_kind::mapping, printable(path, 1024), base_, static_cast<std::size_t>(size_));
   }
   mapped_file(const mapped_file&) = delete;
   mapped_file& operator=(const mapped_file&) = delete;
@@ -68,8 +68,8 @@ class mapped_file {
     while (n > 0) {
       const ssize_t got = ::pread(fd_, dst, n, static_cast<off_t>(at));
       if (got < 0 && errno == EINTR) continue;
-      if (got < 0) fail(path_, "read failed: " + std::string(std::strerror(errno)));
-      if (got == 0) fail(path_, "the file was truncated by another process while it was being read");
+      if (got < 0) detail::fail(path_, "read failed: " + std::string(std::strerror(errno)));
+      if (got == 0) detail::fail(path_, "the file was truncated by another process while it was being read");
       dst += got, at += static_cast<std::uint64_t>(got), n -= static_cast<std::size_t>(got);
     }
   }
@@ -79,7 +79,7 @@ class mapped_file {
     struct stat st {};
     if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != size_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
         st.st_mtim.tv_nsec != mtime_.tv_nsec)
-      fail(path_, "the file was changed by another process while it was being read");
+      detail::fail(path_, "the file was changed by another process while it was being read");
   }
   /// Lets the kernel drop the mapped pages wholly inside bytes [from, to) once read (they are
   /// read again from the file if needed), so resident memory does not grow with the file.
@@ -93,7 +93,7 @@ class mapped_file {
   }
   /// Unmaps and closes now (also done on destruction).
   void release() noexcept {
-    unregister_slot(std::exchange(slot_, -1));
+    detail::unregister_slot(std::exchange(slot_, -1));
     if (base_) ::munmap(const_cast<std::uint8_t*>(base_), static_cast<std::size_t>(size_));
     if (fd_ >= 0) ::close(fd_);
     base_ = nullptr;
@@ -103,7 +103,7 @@ class mapped_file {
  private:
   [[noreturn]] void fail_and_close(const std::string& what) {
     release();
-    fail(path_, what);
+    detail::fail(path_, what);
   }
 
   std::string path_;
@@ -114,4 +114,4 @@ class mapped_file {
   int slot_ = -1;
 };
 
-}  // namespace blockcast::io::detail
+}  // namespace blockcast::io

@@ -28,8 +28,7 @@ namespace blockcast::io {
 
 /// Whether `path` names a sharded model's index (it ends in ".index.json").
 inline bool is_index_path(const std::string& path) {
-  const std::string suffix = ".index.json";
-  return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return ends_with(path, ".index.json");
 }
 
 /// The directory part of a path ("." for a bare file name).
@@ -43,12 +42,11 @@ inline std::string file_name_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-namespace detail {
 /// The content of a regular file of at most `limit` bytes (a FIFO or device is refused
 /// without waiting on it).
 inline std::string read_regular_file(const std::string& path, std::uint64_t limit) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) detail::fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   std::string text;
   const char* problem = nullptr;
@@ -66,10 +64,9 @@ inline std::string read_regular_file(const std::string& path, std::uint64_t limi
     if (got != text.size()) problem = "read failed (the file changed while it was read)";
   }
   ::close(fd);
-  if (problem) fail(path, problem);
+  if (problem) detail::fail(path, problem);
   return text;
 }
-}  // namespace detail
 
 /// One safetensors file, or a sharded model's index and the shards it names.
 struct model_files {
@@ -95,7 +92,7 @@ inline model_files open_model(const std::string& path) {
   }
   m.sharded = true;
   m.dir = directory_of(path);
-  const std::string text = detail::read_regular_file(path, std::uint64_t{64} << 20);
+  const std::string text = read_regular_file(path, std::uint64_t{64} << 20);
   nlohmann::json index;
   try {
     index = parse_json(text);

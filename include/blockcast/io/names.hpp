@@ -27,6 +27,11 @@ inline std::string printable(const std::string& text, std::size_t limit = 200) {
   return out;
 }
 
+/// Whether `s` ends with `suffix`.
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 /// `name` in quotes, printable: for messages.
 inline std::string in_quotes(const std::string& name) { return "'" + printable(name) + "'"; }
 

@@ -56,13 +56,6 @@ quantized_names choose_names(const std::string& name, std::set<std::string> take
   return n;
 }
 
-template <class Format>
-std::vector<stored_entry> quantized_entries(const quantized_names& n, std::size_t rows, std::size_t cols) {
-  std::vector<stored_entry> e{{n.codes, dtype::u8, {rows, row_code_bytes<Format>(cols)}},
-                              {n.scales, dtype::u8, {rows, blocks_per_row<Format>(cols)}}};
-  if constexpr (Format::has_tensor_scale) e.push_back({n.tensor_scale, dtype::f32, {1}});
-  return e;
-}
 
 // The __metadata__ description; `shape` is the tensor's own (rows = shape[0], cols = the rest).
 template <class Format>
@@ -76,17 +69,28 @@ std::string quantized_description_json(const quantized_names& n, const std::vect
   return j.dump();
 }
 
-inline std::pair<std::size_t, std::size_t> matrix_dims(const std::string& name, const std::vector<std::uint64_t>& shape) {
-  if (shape.size() < 2) fail(name, "a quantized tensor needs at least 2 dimensions (rows = the first)");
+}  // namespace detail
+
+/// A tensor of `shape` as the matrix it is quantized as: rows = shape[0], cols = the product
+/// of the rest. Throws io_error naming `name` for fewer than 2 dimensions or overflow.
+inline std::pair<std::size_t, std::size_t> matrix_shape(const std::string& name, const std::vector<std::uint64_t>& shape) {
+  if (shape.size() < 2) detail::fail(name, "a quantized tensor needs at least 2 dimensions (rows = the first)");
   std::uint64_t cols = 1;
   for (std::size_t i = 1; i < shape.size(); ++i) {
-    if (shape[i] != 0 && cols > std::numeric_limits<std::uint32_t>::max() / shape[i]) fail(name, "shape overflows");
+    if (shape[i] != 0 && cols > std::numeric_limits<std::uint32_t>::max() / shape[i]) detail::fail(name, "shape overflows");
     cols *= shape[i];
   }
-  if (shape[0] > std::numeric_limits<std::uint32_t>::max()) fail(name, "shape overflows");
+  if (shape[0] > std::numeric_limits<std::uint32_t>::max()) detail::fail(name, "shape overflows");
   return {static_cast<std::size_t>(shape[0]), static_cast<std::size_t>(cols)};
 }
-}  // namespace detail
+/// The entries a rows x cols tensor of Format is stored in under `n`: codes, scales, tensor scale.
+template <class Format>
+std::vector<stored_entry> quantized_entries(const quantized_names& n, std::size_t rows, std::size_t cols) {
+  std::vector<stored_entry> e{{n.codes, dtype::u8, {rows, row_code_bytes<Format>(cols)}},
+                              {n.scales, dtype::u8, {rows, blocks_per_row<Format>(cols)}}};
+  if constexpr (Format::has_tensor_scale) e.push_back({n.tensor_scale, dtype::f32, {1}});
+  return e;
+}
 
 /// Adds a packed tensor of a preset format (and its description) to a writer. `shape` is the
 /// tensor's shape when it is not the packed rows x cols (e.g. a convolution's [out, in, kh, kw]).
@@ -95,11 +99,11 @@ template <class Format>
 void add_quantized(safetensors_writer& out, const std::string& name, const packed_tensor<Format>& p,
                    const std::string& method, std::vector<std::uint64_t> shape = {}, const std::set<std::string>& taken = {}) {
   if (shape.empty()) shape = {p.rows(), p.cols()};
-  if (detail::matrix_dims(name, shape) != std::pair<std::size_t, std::size_t>(p.rows(), p.cols()))
+  if (matrix_shape(name, shape) != std::pair<std::size_t, std::size_t>(p.rows(), p.cols()))
     detail::fail(name, "shape does not match the packed " + std::to_string(p.rows()) + " x " + std::to_string(p.cols()) + " tensor");
   const quantized_names n = detail::choose_names<Format>(name, taken);
   const std::string description = detail::quantized_description_json<Format>(n, shape, method);
-  const auto entries = detail::quantized_entries<Format>(n, p.rows(), p.cols());
+  const auto entries = quantized_entries<Format>(n, p.rows(), p.cols());
   out.add(entries[0].name, entries[0].type, entries[0].shape, p.codes());
   out.add(entries[1].name, entries[1].type, entries[1].shape, p.scales());
   if constexpr (Format::has_tensor_scale) {
@@ -114,9 +118,9 @@ void add_quantized(safetensors_writer& out, const std::string& name, const packe
 template <class Format>
 quantized_names declare_quantized(safetensors_stream_writer& out, const std::string& name, const std::vector<std::uint64_t>& shape,
                                   const std::string& method, const std::set<std::string>& taken = {}) {
-  const auto [rows, cols] = detail::matrix_dims(name, shape);
+  const auto [rows, cols] = matrix_shape(name, shape);
   const quantized_names n = detail::choose_names<Format>(name, taken);
-  for (const auto& e : detail::quantized_entries<Format>(n, rows, cols)) out.declare(e.name, e.type, e.shape);
+  for (const auto& e : quantized_entries<Format>(n, rows, cols)) out.declare(e.name, e.type, e.shape);
   out.set_metadata(quantized_metadata_key(name), detail::quantized_description_json<Format>(n, shape, method));
   return n;
 }
@@ -160,7 +164,7 @@ inline quantized_description describe_quantized(const safetensors_file& f, const
     detail::fail(f.path(), "tensor " + in_quotes(name) + ": bad description: " + e.what());
   }
   try {
-    std::tie(d.rows, d.cols) = detail::matrix_dims(name, d.shape);
+    std::tie(d.rows, d.cols) = matrix_shape(name, d.shape);
   } catch (const io_error& e) {
     detail::fail(f.path(), std::string("bad description: ") + e.what());
   }

@@ -249,7 +249,7 @@ class safetensors_file {
   }
 
   std::string path_;
-  detail::mapped_file file_;
+  mapped_file file_;
   std::vector<tensor_info> tensors_;
   std::map<std::string, std::size_t> by_name_;  // index into tensors_
   std::map<std::string, std::string> metadata_;

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+// What a command is asked to do and what it reports: the requests (options parsed into enums
+// once), the per-tensor report, progress callbacks, and the helpers every conversion uses
+// (calibration inputs, shape text).
+#pragma once
+
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blockcast/io/layout.hpp"
+#include "blockcast/io/model_files.hpp"
+#include "blockcast/io/safetensors.hpp"
+#include "blockcast/ptq.hpp"
+#include "options.hpp"
+#include "pipeline.hpp"
+
+namespace blockcast::cli {
+
+
+/// The CPUs this process may run on (its affinity mask): the default thread count.
+inline unsigned available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+struct quantize_request {
+  std::string input, output, format = "mxfp4";
+  cli::method method = method::rtn;
+  std::optional<io::layout> layout;      // default: gguf for a .gguf input, else blockcast
+  std::string calibration;
+  std::string include = ".*", exclude;  // ECMAScript regexes searched in tensor names
+  std::string part;                      // "i/n": only part i of n of a sharded model (parts.hpp)
+  unsigned threads = available_cores();
+  detail::pipeline_sizes sizes;  // how tensors are cut (not on the command line: the output never depends on it)
+};
+
+struct dequantize_request {
+  std::string input, output;
+  out_dtype dtype = out_dtype::bf16;
+  unsigned threads = available_cores();
+};
+
+/// One line of the quantize summary.
+struct tensor_report {
+  std::string name, shape, stored;  // stored: "mxfp4 ed", or "copied (F32)"; name printable
+  std::string tensor;               // the name as stored
+  std::string note;                 // why a weight was left unquantized (layout or default), if it was
+  bool quantized = false, calibrated = false;
+  std::size_t values = 0;
+  double seconds = 0, weight_sqnr_db = NAN, output_sqnr_db = NAN;  // NaN: none (not quantized, or NaN/Inf in it)
+};
+
+/// Progress callbacks: (tensor name, tensors done, tensors in all, values done so far).
+using progress_fn = std::function<void(const std::string&, std::size_t, std::size_t, std::uint64_t)>;
+
+namespace detail {
+
+inline std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s;
+  for (auto d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return s.empty() ? "scalar" : s;
+}
+inline bool is_float(io::dtype t) { return t == io::dtype::f32 || t == io::dtype::f16 || t == io::dtype::bf16; }
+
+// The longest tensor name --include/--exclude are matched against: std::regex backtracks with
+// recursion, so a hostile name of unbounded length would overflow the stack.
+inline constexpr std::size_t max_matched_name = 1024;
+
+
+// Whether two paths name the same directory entry (the same name in the same directory), not
+// only the same file: a hard link or a symlink to the input is another entry.
+inline bool same_entry(const std::string& a, const std::string& b) {
+  struct stat da {}, db {}, la {}, lb {};
+  return io::file_name_of(a) == io::file_name_of(b) && ::stat(io::directory_of(a).c_str(), &da) == 0 &&
+         ::stat(io::directory_of(b).c_str(), &db) == 0 && da.st_dev == db.st_dev && da.st_ino == db.st_ino &&
+         ::lstat(a.c_str(), &la) == 0 && ::lstat(b.c_str(), &lb) == 0 && !S_ISLNK(la.st_mode) && !S_ISLNK(lb.st_mode);
+}
+
+// The calibration inputs of weight `name` (N x cols), from "<name>.inputs", checked finite.
+inline ptq::matrix calibration_inputs(const io::safetensors_file& calib, const std::string& name, std::size_t cols) {
+  const std::string key = name + ".inputs";
+  if (!calib.contains(key))
+    throw io::file_error(calib.path(), "no tensor " + io::in_quotes(key) + " (ED and GPTQ need each quantized weight's layer inputs, N x " +
+                                       std::to_string(cols) + ")");
+  const auto& t = calib.find(key);
+  if (!is_float(t.type) || t.shape.size() != 2 || t.shape[1] != cols || t.shape[0] == 0)
+    throw io::file_error(calib.path(), "tensor " + io::in_quotes(key) + " has shape " + shape_text(t.shape) + " (" + io::name(t.type) +
+                                       "), expected N x " + std::to_string(cols) + " floats (N >= 1 samples of the weight's input)");
+  const auto values = calib.to_float(t);
+  ptq::matrix x = Eigen::Map<const ptq::matrix>(values.data(), static_cast<Eigen::Index>(t.shape[0]), static_cast<Eigen::Index>(cols));
+  try {
+    ptq::detail::require_finite_inputs(x, "calibration");
+  } catch (const blockcast::invalid_argument& e) {
+    throw io::file_error(calib.path(), "tensor " + io::in_quotes(key) + ": " + e.what());
+  }
+  return x;
+}
+
+}  // namespace detail
+
+}  // namespace blockcast::cli
