@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The safetensors reader on arbitrary files: it must accept or reject with io_error (or
 // another blockcast::error), never crash, leak or read out of bounds. Accepted files are
-// read through: every float tensor, every quantized tensor decoded.
+// read through: every float tensor, every quantized tensor decoded, in blockcast's layout and
+// in the engine layouts (compressed-tensors, ModelOpt, gpt-oss) detected from the tensors.
 #include <blockcast/blockcast.hpp>
 #include <blockcast/io/quantized_tensors.hpp>
+#include <blockcast/io/quantized_weights.hpp>
 
 #include <unistd.h>
 
@@ -32,6 +34,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } catch (const blockcast::error&) {
     // rejected with a message: the expected outcome for most inputs
+  }
+  try {  // the layouts of every quantized weight, read from the tensors' names and dtypes
+    const io::safetensors_file file(path);
+    for (const auto& [name, w] : io::quantized_weights(file)) {
+      visit_format(w.format, [&](auto tag) {
+        using F = typename decltype(tag)::type;
+        const auto p = io::read_quantized_weight<F>(file, w);
+        std::vector<float> out(p.size());
+        dequantize(p, out.data());
+      });
+    }
+  } catch (const blockcast::error&) {
   }
   return 0;
 }

@@ -50,6 +50,15 @@ with tempfile.TemporaryDirectory() as d:
         with open(out, "rb") as f:
             put("safetensors", fmt, f.read())
 
+# engine layouts (the golden files of tests/test_layouts.cpp) and a gpt-oss MXFP4 pair
+layouts = os.path.join(os.path.dirname(root), "..", "tests", "data", "layouts")
+for name in sorted(os.listdir(layouts)):
+    if name.endswith(".safetensors"):
+        with open(os.path.join(layouts, name), "rb") as f:
+            put("safetensors", "layout-" + name[: -len(".safetensors")], f.read())
+put("safetensors", "layout-gpt-oss", safetensors([("e.down_blocks", "U8", [2, 1, 1, 16], bytes(rng.randrange(256) for _ in range(32))),
+                                                  ("e.down_scales", "U8", [2, 1, 1], bytes([127, 255]))]))
+
 # fuzz_model_files: an index, a NUL, then its shard "a.safetensors"
 index = json.dumps({"metadata": {"total_size": 1}, "weight_map": {"w": "a.safetensors", "b": "a.safetensors", "h": "a.safetensors"}})
 put("model_files", "sharded", index.encode() + b"\0" + model)

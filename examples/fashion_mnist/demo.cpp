@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <regex>
 #include <sstream>
 
 #include "blockcast/io/safetensors.hpp"
@@ -50,9 +51,16 @@ struct quantized_network {
   double seconds = 0;
 };
 
+// Which layers are quantized, and what ED and GPTQ calibrate on.
+struct quantize_choice {
+  std::regex layers{".*"};     // weight names of the layers to quantize (the others stay float)
+  bool float_inputs = false;   // each layer's input through the float network (as a --calibration dump
+                               // gives `blockcast quantize`), not through the quantized layers before it
+};
+
 template <class Format>
 quantized_network quantize_network(const cnn& net, const std::string& method, const activation& calibration,
-                                   unsigned threads) {
+                                   unsigned threads, const quantize_choice& choice) {
   const auto start = std::chrono::steady_clock::now();
   blockcast::cast_options cast;
   cast.threads = threads;
@@ -60,13 +68,16 @@ quantized_network quantize_network(const cnn& net, const std::string& method, co
   activation a = calibration;  // the input of layer l through the already-quantized layers
   for (std::size_t l = 0; l < net.layers.size(); ++l) {
     const matrix& w = net.layers[l].weight;
+    const bool quantized = std::regex_search(net.layers[l].name, choice.layers);
     if (method == "rtn") {
-      q.weights.push_back(ptq::rtn<Format>(w, cast).dequantized);
+      q.weights.push_back(quantized ? ptq::rtn<Format>(w, cast).dequantized : w);
       continue;
     }
     const matrix x = net.layer_input(l, a);
     matrix wq;
-    if (method == "ed") {
+    if (!quantized) {
+      wq = w;
+    } else if (method == "ed") {
       ptq::ed_options opt;
       opt.cast = cast;
       wq = ptq::error_diffusion<Format>(w, ptq::input_stats::from(x, ptq::input_stats::default_sketch, 0, threads), opt).dequantized;
@@ -75,7 +86,7 @@ quantized_network quantize_network(const cnn& net, const std::string& method, co
       opt.cast = cast;
       wq = ptq::gptq<Format>(w, x, opt).dequantized;
     }
-    if (l + 1 < net.layers.size()) a = net.layer_output(l, a, x, wq);
+    if (l + 1 < net.layers.size()) a = net.layer_output(l, a, x, choice.float_inputs ? w : wq);
     q.weights.push_back(std::move(wq));
   }
   q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -127,6 +138,8 @@ int main(int argc, char** argv) {
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   int calibration_images = 1000;
   bool float_only = false;
+  std::string layers = ".*";
+  quantize_choice choice;
   app.add_option("--model", model, "the network's weights (safetensors)");
   app.add_option("--record", record, "the training script's record of the float accuracy (JSON)");
   app.add_option("--data", data, "the Fashion-MNIST directory (gzipped IDX files)");
@@ -136,11 +149,16 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "threads for evaluation and quantization")->check(CLI::Range(1u, 256u));
   app.add_option("--svg", svg, "write the chart of the table to this SVG file");
   app.add_option("--calibration-out", calibration_out, "write the float network's layer inputs for `blockcast quantize --calibration`");
+  app.add_option("--layers", layers, "quantize only the layers whose weight name matches this regex (e.g. '^fc': what "
+                                    "engine layouts hold); the others stay float")->capture_default_str();
+  app.add_flag("--calibrate-on-float", choice.float_inputs, "ED and GPTQ calibrate each layer on its float-network input, as "
+                                                            "`blockcast quantize --calibration` does with --calibration-out's file");
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the recorded accuracy");
   CLI11_PARSE(app, argc, argv);
 
   try {
     const bool tty = ::isatty(2);
+    choice.layers = std::regex(layers);
     const cnn net = cnn::load(model);
     std::ifstream record_file(record);
     if (!record_file) throw std::runtime_error(record + ": cannot open");
@@ -182,7 +200,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, tty ? "\r[%2zu/%zu] %-11s %-5s quantizing and evaluating...\033[K" : "[%2zu/%zu] %s %s\n",
                      rows.size() + 1, total, format.c_str(), method.c_str());
         const quantized_network q = blockcast::visit_format(format, [&](auto tag) {
-          return quantize_network<typename decltype(tag)::type>(net, method, calibration, threads);
+          return quantize_network<typename decltype(tag)::type>(net, method, calibration, threads, choice);
         });
         const matrix logits = net.logits(test.images.data.data(), test.size(), q.weights, threads);
         fashion::chart_row r{format, method, bits, 100.0 * fashion::correct(logits, test.labels.data.data()) / test.size(),

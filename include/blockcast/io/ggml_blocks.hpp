@@ -49,8 +49,6 @@ constexpr std::uint32_t llama_file_type_of() { return std::is_same_v<Format, nvf
 inline constexpr std::uint32_t llama_file_type_f32 = 0, llama_file_type_bf16 = 32;
 /// general.quantization_version as llama.cpp's quantizer writes it (GGML_QNT_VERSION).
 inline constexpr std::uint32_t ggml_quantization_version = 2;
-/// ggml's float types: F32 (0), F16 (1), BF16 (30).
-inline constexpr std::uint32_t ggml_f32 = 0, ggml_f16 = 1, ggml_bf16 = 30;
 
 /// llama.cpp's name for the F32 second-level scale of NVFP4 weight "<x>.weight": "<x>.scale"
 /// (empty when the name does not end in ".weight": llama.cpp has no place for its scale).

@@ -58,6 +58,9 @@ inline constexpr ggml_type_info ggml_types[] = {
     {40, "NVFP4", 64, 36},      {41, "Q1_0", 128, 18},     {42, "Q2_0", 64, 18},
 };
 
+/// ggml's float types: F32 (0), F16 (1), BF16 (30).
+inline constexpr std::uint32_t ggml_f32 = 0, ggml_f16 = 1, ggml_bf16 = 30;
+
 /// The type with id `id`, or nullptr.
 inline const ggml_type_info* find_ggml_type(std::uint32_t id) {
   for (const auto& t : ggml_types)
