@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {  // the layouts of every quantized weight, read from the tensors' names and dtypes
     const io::safetensors_file file(path);
-    for (const auto& [name, w] : io::quantized_weights(file)) {
+    for (const auto& entry : io::quantized_weights(file)) {
+      const io::quantized_weight& w = entry.second;
       visit_format(w.format, [&](auto tag) {
         using F = typename decltype(tag)::type;
         const auto p = io::read_quantized_weight<F>(file, w);

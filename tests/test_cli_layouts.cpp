@@ -174,7 +174,9 @@ TEST_CASE("A model directory converts to every engine layout and back, other fil
       const std::string weights = d.output + "/" + (sharded ? "model.safetensors.index.json" : "model.safetensors");
       const auto decoded = decoded_tensors(weights);
       CHECK(decoded.size() == model.weights.size());
-      for (const auto& [name, w] : model.weights) {
+      for (const auto& entry : model.weights) {
+        const std::string& name = entry.first;
+        const ptq::matrix& w = entry.second;
         INFO(name);
         REQUIRE(decoded.count(name));
         const bool quantized = std::any_of(reports.begin(), reports.end(), [&](const auto& r) { return r.tensor == name && r.quantized; });
