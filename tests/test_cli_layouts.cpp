@@ -238,6 +238,9 @@ TEST_CASE("GGUF in, GGUF out: metadata kept, llama.cpp's file type, weights deco
   // a llama.cpp-shaped file: F16 and F32 weights, a norm, token embeddings, a 3-D expert tensor
   const ptq::matrix q = random_matrix(64, 64, 11), up = random_matrix(128, 64, 12), experts = random_matrix(2 * 32, 64, 13),
                     norm = random_matrix(1, 64, 14), embd = random_matrix(100, 64, 15);
+  std::vector<std::uint8_t> q8_0(2 * 2 * 34);
+  for (std::size_t i = 0; i < q8_0.size(); ++i) q8_0[i] = static_cast<std::uint8_t>(i * 37 % 251);
+  for (std::size_t b = 0; b < 4; ++b) q8_0[34 * b] = 0, q8_0[34 * b + 1] = 0x3c;  // each block's F16 scale: 1.0
   {
     io::gguf_stream_writer out(dir + "/in.gguf");
     out.set_metadata("general.architecture", io::gguf_value::string("llama"));
@@ -249,8 +252,10 @@ TEST_CASE("GGUF in, GGUF out: metadata kept, llama.cpp's file type, weights deco
         {"blk.0.attn_norm.weight", &norm, {64}},    {"blk.0.ffn_up.weight", &up, {64, 128}},
         {"blk.0.ffn_up_exps.weight", &experts, {64, 32, 2}}};
     for (const auto& [name, m, dims] : tensors) out.declare(name, dims, io::ggml_f32);
+    out.declare("blk.0.ffn_down.weight", {64, 2}, 8);  // Q8_0, a type blockcast does not decode: passed through
     for (const auto& [name, m, dims] : tensors)
       out.write(name, blockcast::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(m->data()), static_cast<std::size_t>(m->size()) * 4));
+    out.write("blk.0.ffn_down.weight", blockcast::span<const std::uint8_t>(q8_0.data(), q8_0.size()));
     out.commit();
   }
   const std::string input_bytes = file_bytes(dir + "/in.gguf");
@@ -278,6 +283,9 @@ TEST_CASE("GGUF in, GGUF out: metadata kept, llama.cpp's file type, weights deco
     CHECK(out.find("token_embd.weight").type == io::ggml_f32);
     CHECK(out.find("blk.0.attn_norm.weight").type == io::ggml_f32);
     CHECK(out.bytes(out.find("token_embd.weight")).size() == static_cast<std::size_t>(embd.size()) * 4);
+    CHECK(out.find("blk.0.ffn_down.weight").type == 8u);
+    const auto passed = out.bytes(out.find("blk.0.ffn_down.weight"));
+    CHECK(std::vector<std::uint8_t>(passed.begin(), passed.end()) == q8_0);
     const std::uint32_t type = format == "nvfp4" ? 40u : 39u;
     for (const auto& [name, m] : std::map<std::string, const ptq::matrix*>{{"blk.0.attn_q.weight", &q}, {"blk.0.ffn_up.weight", &up},
                                                                             {"blk.0.ffn_up_exps.weight", &experts}}) {
@@ -297,10 +305,10 @@ TEST_CASE("GGUF in, GGUF out: metadata kept, llama.cpp's file type, weights deco
     cli::dequantize_model({req.output, dir + "/" + format + "-f32.gguf", cli::out_dtype::f32, 1});
     const io::gguf_file back(dir + "/" + format + "-f32.gguf");
     CHECK(back.tensors().size() == in.tensors().size());
-    for (const auto& t : back.tensors()) CHECK(t.type == io::ggml_f32);
+    for (const auto& t : back.tensors()) CHECK(t.type == (t.name == "blk.0.ffn_down.weight" ? 8u : io::ggml_f32));
     std::ostringstream listing;
     cli::inspect_model(req.output, listing);
-    CHECK_THAT(listing.str(), Catch::Contains("5 tensors (3 MXFP4/NVFP4)"));
+    CHECK_THAT(listing.str(), Catch::Contains("6 tensors (3 MXFP4/NVFP4)"));
   }
   CHECK(file_bytes(dir + "/in.gguf") == input_bytes);
   cli::quantize_request wrong;

@@ -181,12 +181,13 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
   const quantize_request& req = run.req;
   const io::safetensors_file in(in_path);
   const std::vector<tensor_choice> choices = selection<Format>(in, req, run.layout);
-  if (run.layout != io::layout::blockcast) {
-    const auto found = io::quantized_tensors(in);
-    if (!found.empty() || !io::engine_weights(in).empty())
-      throw io::file_error(in_path, "already holds quantized weights: writing it as " + std::string(io::info(run.layout).name) +
-                                        " would mix layouts (dequantize it first)");
-  }
+  // a file of one layout only: weights of an engine layout are never copied beside new ones
+  // (blockcast's own quantized tensors are, when writing blockcast's layout)
+  const auto engine = io::engine_weights(in);
+  if (!engine.empty() || (run.layout != io::layout::blockcast && !io::quantized_tensors(in).empty()))
+    throw io::file_error(in_path, "already holds quantized weights" +
+                                      (engine.empty() ? std::string() : " (" + std::string(io::info(engine.begin()->second.where).name) + ")") +
+                                      ": writing it as " + std::string(io::info(run.layout).name) + " would mix layouts (dequantize it first)");
   std::set<std::string> taken;  // entries may not take the name of a tensor of the model
   for (const auto& t : in.tensors()) taken.insert(t.name);
   io::safetensors_stream_writer out(out_path, label);
