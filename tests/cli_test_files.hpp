@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Helpers of the command-line tool's tests: scratch directories, their listings, random
-// weight matrices.
+// Helpers of the file and command-line tests: scratch directories, their listings, file
+// contents, random weight matrices.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +25,12 @@ inline std::string fresh_dir() {
   const char* d = ::mkdtemp(tmpl);
   REQUIRE(d != nullptr);
   return d;
+}
+
+/// The bytes of a file ("" if it cannot be read).
+inline std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 /// Every entry of a directory (hidden ones too), sorted.

@@ -17,6 +17,7 @@
 namespace cli = blockcast::cli;
 namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
+using blockcast::test::file_bytes;
 using blockcast::test::fresh_dir;
 using blockcast::test::files_in;
 using blockcast::test::random_matrix;
@@ -107,10 +108,6 @@ TEST_CASE("cli quantize: RTN, ED and GPTQ tensors decode to exactly what the PTQ
 }
 
 namespace {
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 std::vector<std::uint8_t> stored_as(io::dtype type, const ptq::matrix& m) {  // F32, or rounded to BF16 / F16
   std::vector<std::uint8_t> out;
   for (Eigen::Index i = 0; i < m.size(); ++i) {

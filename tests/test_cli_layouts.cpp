@@ -21,16 +21,13 @@
 namespace cli = blockcast::cli;
 namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
+using blockcast::test::file_bytes;
 using blockcast::test::fresh_dir;
 using blockcast::test::files_in;
 using blockcast::test::random_matrix;
 
 namespace {
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 // name -> CRC-32 and size of every file of a directory: its state, compared before and after

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli_test_files.hpp"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,18 +18,11 @@
 
 namespace io = blockcast::io;
 
+using blockcast::test::file_bytes;
+using blockcast::test::fresh_dir;
+
 namespace {
 
-std::string scratch_dir() {
-  char tmpl[] = "/tmp/blockcast-gguf-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 std::string write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
@@ -81,7 +76,7 @@ struct sample {
 }  // namespace
 
 TEST_CASE("gguf: a file built byte by byte reads as built", "[io][gguf]") {
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   const io::gguf_file f(write_file(dir + "/a.gguf", sample{}.build()));
   CHECK(f.version() == 3);
   CHECK(f.alignment() == 32);
@@ -107,7 +102,7 @@ TEST_CASE("gguf: a file built byte by byte reads as built", "[io][gguf]") {
 }
 
 TEST_CASE("gguf: written files read back, and write again to the same bytes", "[io][gguf]") {
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   std::vector<std::uint8_t> f32(4 * 5 * 3), q8(34 * 2 * 2), mxfp4(17), bf16(2);
   for (std::size_t i = 0; i < f32.size(); ++i) f32[i] = static_cast<std::uint8_t>(i * 7);
   for (std::size_t i = 0; i < q8.size(); ++i) q8[i] = static_cast<std::uint8_t>(i * 13);
@@ -179,7 +174,7 @@ TEST_CASE("gguf: written files read back, and write again to the same bytes", "[
 }
 
 TEST_CASE("gguf: every kind of damage is an io_error saying what is wrong", "[io][gguf][errors]") {
-  const std::string dir = scratch_dir(), path = dir + "/bad.gguf";
+  const std::string dir = fresh_dir(), path = dir + "/bad.gguf";
   auto rejected = [&](const sample& s, const std::string& why) {
     INFO(why);
     CHECK_THROWS_WITH(io::gguf_file(write_file(path, s.build())), Catch::Contains(why));
@@ -254,7 +249,7 @@ TEST_CASE("gguf: every kind of damage is an io_error saying what is wrong", "[io
 }
 
 TEST_CASE("gguf: a writer used wrongly says so and leaves no file", "[io][gguf][errors]") {
-  const std::string dir = scratch_dir(), path = dir + "/out.gguf";
+  const std::string dir = fresh_dir(), path = dir + "/out.gguf";
   std::vector<std::uint8_t> data(64);
   {
     io::gguf_stream_writer w(path);
@@ -292,7 +287,7 @@ TEST_CASE("gguf: a file written by ggml itself reads as ggml wrote it and writes
   for (int i = 0; i < 15; ++i) CHECK(a[i] == 0.5f * static_cast<float>(i));
   CHECK(f.find("b").type == 39);
   CHECK(f.find("b").offset == 64);  // 60 bytes of F32, padded to 32
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   {
     io::gguf_stream_writer w(dir + "/again.gguf");
     for (const auto& [key, value] : f.metadata()) w.set_metadata(key, value);

@@ -11,6 +11,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli_test_files.hpp"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -26,18 +28,11 @@ namespace io = blockcast::io;
 using blockcast::mxfp4;
 using blockcast::nvfp4;
 
+using blockcast::test::file_bytes;
+using blockcast::test::fresh_dir;
+
 namespace {
 
-std::string scratch_dir() {
-  char tmpl[] = "/tmp/blockcast-layout-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 // ---- the engines' decoders, from their sources (docs/layouts.md), not from blockcast ----
 
@@ -179,7 +174,7 @@ void check_golden(const std::string& written, const std::string& golden_name) {
 
 template <class Format>
 void check_engine_layout(io::layout l) {
-  const std::string dir = scratch_dir(), name = std::string(io::info(l).name) + "_" + std::string(blockcast::preset_name<Format>());
+  const std::string dir = fresh_dir(), name = std::string(io::info(l).name) + "_" + std::string(blockcast::preset_name<Format>());
   const std::size_t rows = 6, cols = 96;
   const bool nan_ok = Format::has_tensor_scale;  // MXFP4's NaN scale has no compressed-tensors encoding
   const auto w = weights(rows, cols, 7, nan_ok);
@@ -213,7 +208,7 @@ void check_engine_layout(io::layout l) {
 
 template <class Format>
 void check_gguf_layout() {
-  const std::string dir = scratch_dir(), format(blockcast::preset_name<Format>());
+  const std::string dir = fresh_dir(), format(blockcast::preset_name<Format>());
   const std::size_t rows = 5, cols = 128;
   const auto w = weights(rows, cols, 3, false);
   const auto p = blockcast::quantize<Format>(w.data(), rows, cols);
@@ -294,7 +289,7 @@ TEST_CASE("compressed-tensors' global scale has blockcast's decode scale as its 
 }
 
 TEST_CASE("gpt-oss MXFP4 (_blocks, _scales) reads as the MXFP4 codes and scales it holds", "[layouts]") {
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   const std::size_t experts = 2, rows = 3, cols = 64;
   const auto w = weights(experts * rows, cols, 17, true);
   const auto p = blockcast::quantize<mxfp4>(w.data(), experts * rows, cols);
@@ -324,7 +319,7 @@ TEST_CASE("What a layout cannot hold is a layout_error naming the tensor", "[lay
   const auto nan_weights = weights(2, 64, 1, true);
   const auto mx = blockcast::quantize<mxfp4>(nan_weights.data(), 2, 64);
   const auto nv = blockcast::quantize<nvfp4>(nan_weights.data(), 2, 64);
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   io::safetensors_writer out(dir + "/x.safetensors");
   auto message = [](auto&& f) {
     try {
@@ -361,7 +356,7 @@ TEST_CASE("What a layout cannot hold is a layout_error naming the tensor", "[lay
 }
 
 TEST_CASE("A file that mixes layouts, or whose layout entries disagree, is refused with the reason", "[layouts]") {
-  const std::string dir = scratch_dir();
+  const std::string dir = fresh_dir();
   const auto w = weights(2, 32, 4, false);
   const auto nv = blockcast::quantize<nvfp4>(w.data(), 2, 32);
   auto refusal = [&](const std::function<void(io::safetensors_writer&)>& build) {
