@@ -228,6 +228,17 @@ TEST_CASE("Model directory conversions refuse what would write into the input or
   refused(dir + "/qq", "quantized already");
   CHECK(checksums(in) == before);
   CHECK(files_in(dir) == std::vector<std::string>{"file", "in", "link", "q"});  // nothing else was created or left behind
+  // a config that names another layout than the weights' is inconsistent: refused, not guessed
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(file_bytes(dir + "/q/config.json"));
+  config["quantization_config"] = {{"quant_method", "modelopt"}, {"quant_algo", "W4A16_NVFP4"}};
+  write_text(dir + "/q/config.json", config.dump());
+  std::ostringstream listing;
+  CHECK_THROWS_WITH(cli::inspect_model(dir + "/q", listing), Catch::Contains("config") && Catch::Contains("inconsistent"));
+  CHECK_THROWS_WITH(cli::dequantize_model({dir + "/q", dir + "/d", cli::out_dtype::f32, 1}), Catch::Contains("inconsistent"));
+  config["quantization_config"] = {{"quant_method", "awq"}};
+  write_text(dir + "/q/config.json", config.dump());
+  CHECK_THROWS_WITH(cli::inspect_model(dir + "/q", listing), Catch::Contains("'awq' is not a layout blockcast reads"));
+  CHECK(files_in(dir) == std::vector<std::string>{"file", "in", "link", "q"});
 }
 
 TEST_CASE("GGUF in, GGUF out: metadata kept, llama.cpp's file type, weights decode as ggml decodes them", "[cli][layouts]") {

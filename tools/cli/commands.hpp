@@ -422,6 +422,14 @@ inline std::vector<tensor_report> quantize_model(const quantize_request& req, co
 
 namespace detail {
 
+// A directory's weights must be in the layout its configuration names (io::configured_layout).
+inline void check_configured_layout(io::layout expected, const std::map<std::string, io::quantized_weight>& weights, const std::string& path) {
+  for (const auto& entry : weights)
+    if (entry.second.where != expected)
+      throw io::file_error(path, "weight " + io::in_quotes(entry.first) + " is stored as " + std::string(io::info(entry.second.where).name) +
+                                     ", but the model's configuration says " + std::string(io::info(expected).name) + ": refused as inconsistent");
+}
+
 // Decodes packed `p` into `out` as `type` (BF16 or F32) for the writer.
 template <class Format>
 void write_decoded(io::safetensors_stream_writer& out, const std::string& name, const packed_tensor<Format>& p, out_dtype type,
@@ -440,9 +448,11 @@ void write_decoded(io::safetensors_stream_writer& out, const std::string& name, 
 }
 
 // Dequantizes one safetensors file (any layout) into `out_path`.
-inline void dequantize_file(const std::string& in_path, const std::string& out_path, const std::string& label, const dequantize_request& req) {
+inline void dequantize_file(const std::string& in_path, const std::string& out_path, const std::string& label, const dequantize_request& req,
+                            std::optional<io::layout> expected = {}) {
   const io::safetensors_file in(in_path);
   const auto weights = io::quantized_weights(in);
+  if (expected) check_configured_layout(*expected, weights, in_path);
   const std::set<std::string> parts = io::weight_parts(in, weights);
   const io::dtype type = req.dtype == out_dtype::bf16 ? io::dtype::bf16 : io::dtype::f32;
   io::safetensors_stream_writer out(out_path, label);
@@ -489,13 +499,17 @@ inline void dequantize_model(const dequantize_request& req) {
     return;
   }
   const io::model_directory m = io::open_model_directory(req.input);
+  const io::layout configured = io::configured_layout(m);
   std::string output = req.output;
   while (output.size() > 1 && output.back() == '/') output.pop_back();
   const bool created = detail::prepare_output_directory(req.input, output);
   try {
     const io::model_files model = io::open_model(m.weights);
     io::check_shards(model);
-    detail::map_model(model, output + "/" + io::file_name_of(m.weights), {}, convert, {}, {}, [&](io::output_set& set) {
+    auto convert_checked = [&](const std::string& in_path, const std::string& out_path, const std::string& label) {
+      detail::dequantize_file(in_path, out_path, label, req, configured);
+    };
+    detail::map_model(model, output + "/" + io::file_name_of(m.weights), {}, convert_checked, {}, {}, [&](io::output_set& set) {
       for (const auto& name : m.other_files) {
         if (name == io::modelopt_config_file_name) continue;
         if (name == io::config_file_name && m.config.contains("quantization_config")) {
@@ -517,7 +531,13 @@ inline void dequantize_model(const dequantize_request& req) {
 /// are checked against their bytes as dequantize checks them; names are printed escaped.
 inline void inspect_model(const std::string& path, std::ostream& os) {
   if (io::is_gguf_path(path)) return detail::inspect_gguf(path, os);
-  const std::string weights = io::is_directory(path) ? io::open_model_directory(path).weights : path;
+  std::optional<io::layout> configured;
+  std::string weights = path;
+  if (io::is_directory(path)) {
+    const io::model_directory m = io::open_model_directory(path);
+    configured = io::configured_layout(m);
+    weights = m.weights;
+  }
   const io::model_files files = io::open_model(weights);
   io::check_shards(files);
   std::uint64_t stored = 0, as_f32 = 0, q_stored = 0, q_f32 = 0;
@@ -530,6 +550,7 @@ inline void inspect_model(const std::string& path, std::ostream& os) {
     const io::safetensors_file f(files.shard_path(i));
     if (files.shards.size() > 1) os << "-- " << io::printable(files.shards[i]) << "\n";
     const auto weights_of = io::quantized_weights(f);
+    if (configured) detail::check_configured_layout(*configured, weights_of, f.path());
     const std::set<std::string> parts = io::weight_parts(f, weights_of);
     std::map<std::string, const io::quantized_weight*> at_codes;
     for (const auto& [name, w] : weights_of) at_codes[w.entries[0]] = &w;

@@ -99,6 +99,23 @@ inline model_directory open_model_directory(const std::string& dir) {
   return m;
 }
 
+/// The layout a model directory's configuration says its weights are in: config.json's
+/// quantization_config.quant_method ("compressed-tensors", "modelopt", gpt-oss's "mxfp4"),
+/// or ModelOpt's hf_quant_config.json; layout::blockcast when neither says anything (blockcast's
+/// own layout describes itself in the weights). Throws io_error for a quant_method blockcast
+/// does not read.
+inline layout configured_layout(const model_directory& m) {
+  const bool modelopt_file = std::find(m.other_files.begin(), m.other_files.end(), modelopt_config_file_name) != m.other_files.end();
+  if (!m.has_config || !m.config.contains("quantization_config")) return modelopt_file ? layout::modelopt : layout::blockcast;
+  const auto& q = m.config["quantization_config"];
+  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string() ? q["quant_method"].get<std::string>() : "";
+  if (method == "compressed-tensors") return layout::compressed_tensors;
+  if (method == "modelopt") return layout::modelopt;
+  if (method == "mxfp4") return layout::gpt_oss;
+  detail::fail(m.dir + "/" + config_file_name, "quantization_config.quant_method " + in_quotes(method) +
+                                                   " is not a layout blockcast reads (compressed-tensors, modelopt, mxfp4)");
+}
+
 /// Why tensor `name` stays unquantized by default when writing for an engine (`l`: an engine
 /// layout or gguf), or "" when it is quantized: the engines' quantizers leave embeddings, the
 /// output head, norms and MoE routers in high precision, and quantize Linear weights.
