@@ -2,6 +2,7 @@
 // Byte layout of packed tensors: the golden FP4 pair layout, the FP6 bit stream, rows that
 // start on byte boundaries, and the ggml export.
 #include <blockcast/blockcast.hpp>
+#include <blockcast/io/ggml_blocks.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -29,12 +30,23 @@ TEST_CASE("MXFP4 packs pairs low nibble first, as the golden file", "[golden][la
     CHECK(p.codes()[i] == conformance::hex(rows["pairs_lo_first"][i]));
     CHECK((p.codes()[i] & 0xf) == conformance::hex(rows["codes"][2 * i]));
   }
-  const auto ggml = bc::to_ggml_mxfp4(p);
-  REQUIRE(ggml.size() == 4);
+  // ggml's block_mxfp4 (io/ggml_blocks.hpp): the scale byte, then split nibbles; -0 codes are
+  // stored as +0 (what ggml decodes them to) and counted
+  std::vector<std::uint8_t> ggml(4 * 17);
+  bc::io::layout_report report;
+  bc::io::to_ggml_rows<bc::mxfp4>(p.codes().data(), p.scales().data(), 1, 128, ggml.data(), report, "golden");
+  std::uint64_t negative_zeros = 0;
   for (std::size_t b = 0; b < 4; ++b) {
-    CHECK(ggml[b].e == p.scales()[b]);
-    for (std::size_t j = 0; j < 16; ++j) CHECK(ggml[b].qs[j] == conformance::hex(rows["ggml_split"][16 * b + j]));
+    CHECK(ggml[17 * b] == p.scales()[b]);
+    for (std::size_t j = 0; j < 16; ++j) {
+      std::uint8_t want = static_cast<std::uint8_t>(conformance::hex(rows["ggml_split"][16 * b + j]));
+      for (int shift : {0, 4})
+        if (((want >> shift) & 0xf) == 8) want = static_cast<std::uint8_t>(want & ~(0xf << shift)), ++negative_zeros;
+      INFO("block " << b << " byte " << j);
+      CHECK(ggml[17 * b + 1 + j] == want);
+    }
   }
+  CHECK(report.negative_zeros == negative_zeros);
 }
 
 TEST_CASE("FP6 packs 4 codes in 3 bytes, little-endian bit stream", "[layout]") {

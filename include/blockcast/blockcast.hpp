@@ -16,6 +16,5 @@
 #include "blockcast/block/layout.hpp"
 #include "blockcast/block/packed.hpp"
 #include "blockcast/block/format_table.hpp"
-#include "blockcast/block/ggml_export.hpp"
 #include "blockcast/kernels/reference.hpp"
 #include "blockcast/api.hpp"
