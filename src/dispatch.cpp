@@ -31,13 +31,9 @@ namespace blockcast::runtime {
     xsimd::dispatch<arch_list>(fake_quantize_op<F>{})(in, out, rows, cols, opt);                    \
   }
 
-BLOCKCAST_DISPATCHED(mxfp8_e4m3)
-BLOCKCAST_DISPATCHED(mxfp8_e5m2)
-BLOCKCAST_DISPATCHED(mxfp6_e3m2)
-BLOCKCAST_DISPATCHED(mxfp6_e2m3)
-BLOCKCAST_DISPATCHED(mxfp4)
-BLOCKCAST_DISPATCHED(mxint8)
-BLOCKCAST_DISPATCHED(nvfp4)
+#define BLOCKCAST_DISPATCHED_PRESET(alias, ...) BLOCKCAST_DISPATCHED(alias)
+BLOCKCAST_PRESETS(BLOCKCAST_DISPATCHED_PRESET)
+#undef BLOCKCAST_DISPATCHED_PRESET
 
 #define BLOCKCAST_EXTERN_CONVERT(A)                                                                     \
   extern template void widen_bf16_op::operator()<A>(A, const std::uint8_t*, std::size_t, float*) const; \

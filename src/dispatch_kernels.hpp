@@ -50,13 +50,9 @@ template error_sums squared_error_sums_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_
   template void fake_quantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, float*,  \
                                                                 std::size_t, std::size_t,              \
                                                                 const cast_options&) const;
-BLOCKCAST_INSTANTIATE(mxfp8_e4m3)
-BLOCKCAST_INSTANTIATE(mxfp8_e5m2)
-BLOCKCAST_INSTANTIATE(mxfp6_e3m2)
-BLOCKCAST_INSTANTIATE(mxfp6_e2m3)
-BLOCKCAST_INSTANTIATE(mxfp4)
-BLOCKCAST_INSTANTIATE(mxint8)
-BLOCKCAST_INSTANTIATE(nvfp4)
+#define BLOCKCAST_INSTANTIATE_PRESET(alias, ...) BLOCKCAST_INSTANTIATE(alias)
+BLOCKCAST_PRESETS(BLOCKCAST_INSTANTIATE_PRESET)
+#undef BLOCKCAST_INSTANTIATE_PRESET
 #undef BLOCKCAST_INSTANTIATE
 
 }  // namespace blockcast::runtime

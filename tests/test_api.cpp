@@ -54,8 +54,13 @@ TEST_CASE("bad shapes and sizes raise shape_error with what was wrong", "[api][e
   CHECK_NOTHROW(bc::quantize_into<bc::mxfp4>(x.data(), 2, 32, view));
   // an output that is too small
   const auto p = bc::quantize<bc::mxfp4>(x.data(), 64);
-  CHECK_THROWS_WITH(bc::dequantize(p, y.data(), 63), Catch::Contains("63"));
-  CHECK_NOTHROW(bc::dequantize(p, y.data(), 64));
+  CHECK_THROWS_WITH(bc::dequantize(p, bc::span<float>(y.data(), 63)), Catch::Contains("63"));
+  CHECK_NOTHROW(bc::dequantize(p, bc::span<float>(y.data(), 64)));
+  // `{}` is the default options, not a capacity of 0
+  std::vector<float> z(64, -1.0f);
+  CHECK_NOTHROW(bc::dequantize(p, z.data(), {}));
+  bc::dequantize(p, y.data());
+  CHECK(z == y);
   // a shape whose size overflows
   CHECK_THROWS_AS(bc::quantize<bc::mxfp4>(x.data(), std::numeric_limits<std::size_t>::max(), 2),
                   bc::shape_error);

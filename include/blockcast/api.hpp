@@ -43,7 +43,7 @@ inline void check_options(const cast_options& opt) {
 template <class Format>
 constexpr bool dispatched() {
 #if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
-  return runtime::is_preset<Format>::value;
+  return is_preset<Format>::value;
 #else
   return false;
 #endif
@@ -96,17 +96,18 @@ template <class Format>
 void dequantize(const packed_tensor<Format>& in, float* out, const cast_options& opt = {}) {
   dequantize(in.view(), out, opt);
 }
-/// Checked form: `out_size` is the capacity of out.
+/// Checked form: `out` must hold in.size() values (a span, so that `dequantize(p, out, {})`
+/// is the options form above, never a capacity of 0).
 template <class Format>
-void dequantize(packed_view<Format> in, float* out, std::size_t out_size) {
-  if (out_size < in.size())
-    detail::fail<shape_error>("dequantize: output holds " + std::to_string(out_size) +
+void dequantize(packed_view<Format> in, span<float> out, const cast_options& opt = {}) {
+  if (out.size() < in.size())
+    detail::fail<shape_error>("dequantize: output holds " + std::to_string(out.size()) +
                               " values, the packed tensor " + std::to_string(in.size()));
-  dequantize(in, out);
+  dequantize(in, out.data(), opt);
 }
 template <class Format>
-void dequantize(const packed_tensor<Format>& in, float* out, std::size_t out_size) {
-  dequantize(in.view(), out, out_size);
+void dequantize(const packed_tensor<Format>& in, span<float> out, const cast_options& opt = {}) {
+  dequantize(in.view(), out, opt);
 }
 
 /// Rounds rows x cols values onto the format's grid (quantize + dequantize, without storing

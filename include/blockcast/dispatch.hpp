@@ -26,13 +26,6 @@ using arch_list = xsimd::arch_list<xsimd::avx512bw, xsimd::avx2, xsimd::sse4_2, 
 #define BLOCKCAST_DISPATCH_AVAILABLE 0
 #endif
 
-template <class Format>
-struct is_preset
-    : std::bool_constant<std::is_same_v<Format, mxfp8_e4m3> || std::is_same_v<Format, mxfp8_e5m2> ||
-                         std::is_same_v<Format, mxfp6_e3m2> || std::is_same_v<Format, mxfp6_e2m3> ||
-                         std::is_same_v<Format, mxfp4> || std::is_same_v<Format, mxint8> ||
-                         std::is_same_v<Format, nvfp4>> {};
-
 /// The kernels of one architecture, as functors for xsimd::dispatch; defined and explicitly
 /// instantiated for the presets in src/dispatch_<isa>.cpp, each compiled for its ISA.
 template <class Format>
@@ -70,13 +63,9 @@ void fake_quantize(const float* in, float* out, std::size_t rows, std::size_t co
   void dequantize<F>(packed_view<F>, float*, unsigned);                                           \
   template <>                                                                                      \
   void fake_quantize<F>(const float*, float*, std::size_t, std::size_t, const cast_options&);
-BLOCKCAST_DECLARE_DISPATCHED(mxfp8_e4m3)
-BLOCKCAST_DECLARE_DISPATCHED(mxfp8_e5m2)
-BLOCKCAST_DECLARE_DISPATCHED(mxfp6_e3m2)
-BLOCKCAST_DECLARE_DISPATCHED(mxfp6_e2m3)
-BLOCKCAST_DECLARE_DISPATCHED(mxfp4)
-BLOCKCAST_DECLARE_DISPATCHED(mxint8)
-BLOCKCAST_DECLARE_DISPATCHED(nvfp4)
+#define BLOCKCAST_DECLARE_PRESET(alias, ...) BLOCKCAST_DECLARE_DISPATCHED(alias)
+BLOCKCAST_PRESETS(BLOCKCAST_DECLARE_PRESET)
+#undef BLOCKCAST_DECLARE_PRESET
 #undef BLOCKCAST_DECLARE_DISPATCHED
 
 /// Widening and error sums (kernels/convert.hpp), compiled per ISA so the loops vectorize.

@@ -43,17 +43,12 @@ constexpr format_info make_info(std::string_view name, std::string_view element,
 }
 }  // namespace detail
 
-/// The presets, in the order tools list them.
-inline const std::array<format_info, 7>& preset_formats() {
-  static const std::array<format_info, 7> table{{
-      detail::make_info<mxfp8_e4m3>("mxfp8_e4m3", "fp8_e4m3", "e8m0"),
-      detail::make_info<mxfp8_e5m2>("mxfp8_e5m2", "fp8_e5m2", "e8m0"),
-      detail::make_info<mxfp6_e3m2>("mxfp6_e3m2", "fp6_e3m2", "e8m0"),
-      detail::make_info<mxfp6_e2m3>("mxfp6_e2m3", "fp6_e2m3", "e8m0"),
-      detail::make_info<mxfp4>("mxfp4", "fp4_e2m1", "e8m0"),
-      detail::make_info<mxint8>("mxint8", "int8", "e8m0"),
-      detail::make_info<nvfp4>("nvfp4", "fp4_e2m1", "ue4m3 + fp32"),
-  }};
+/// The presets, in the order tools list them (BLOCKCAST_PRESETS).
+inline const std::array<format_info, preset_count>& preset_formats() {
+#define BLOCKCAST_PRESET_INFO(alias, element, scale, block, element_name, scale_name) \
+  detail::make_info<alias>(#alias, element_name, scale_name),
+  static const std::array<format_info, preset_count> table{{BLOCKCAST_PRESETS(BLOCKCAST_PRESET_INFO)}};
+#undef BLOCKCAST_PRESET_INFO
   return table;
 }
 
@@ -61,13 +56,10 @@ inline const std::array<format_info, 7>& preset_formats() {
 /// unknown_format (listing the known names) for any other name.
 template <class Visitor>
 decltype(auto) visit_format(std::string_view name, Visitor&& f) {
-  if (name == "mxfp8_e4m3") return f(format_tag<mxfp8_e4m3>{});
-  if (name == "mxfp8_e5m2") return f(format_tag<mxfp8_e5m2>{});
-  if (name == "mxfp6_e3m2") return f(format_tag<mxfp6_e3m2>{});
-  if (name == "mxfp6_e2m3") return f(format_tag<mxfp6_e2m3>{});
-  if (name == "mxfp4") return f(format_tag<mxfp4>{});
-  if (name == "mxint8") return f(format_tag<mxint8>{});
-  if (name == "nvfp4") return f(format_tag<nvfp4>{});
+#define BLOCKCAST_PRESET_VISIT(alias, ...) \
+  if (name == #alias) return f(format_tag<alias>{});
+  BLOCKCAST_PRESETS(BLOCKCAST_PRESET_VISIT)
+#undef BLOCKCAST_PRESET_VISIT
   std::string known;
   for (const auto& info : preset_formats()) known += (known.empty() ? "" : ", ") + std::string(info.name);
   detail::fail<unknown_format>("unknown format '" + std::string(name) + "' (known: " + known + ")");
