@@ -127,7 +127,7 @@ void from_ggml_rows(const std::uint8_t* in, std::size_t rows, std::size_t cols, 
       for (std::size_t k = 0; k < bv / sub; ++k) {
         std::uint8_t scale = in[k];
         if constexpr (nv) {
-          if (scale == 0xFF) fail_layout(tensor, "row " + std::to_string(r) + ": NVFP4 scale byte 0xFF decodes to 240 in ggml, beyond UE4M3");
+          if (scale == 0xFF) fail_layout(tensor, "row " + std::to_string(r) + ": NVFP4 scale byte 0xFF, which ggml decodes as a scale of 480, beyond UE4M3's largest (448)");
           scale &= 0x7F;                          // ggml ignores the sign bit
           if (scale == detail::ue4m3_nan) scale = 0;  // and decodes NaN as 0
         } else if (scale == detail::e8m0_nan) {
