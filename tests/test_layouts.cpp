@@ -195,6 +195,9 @@ void check_engine_layout(io::layout l) {
   CHECK((e.rows == rows && e.cols == cols));
   const auto back = io::read_engine_weight<Format>(f, e);
   CHECK(same_packed(p, back));
+  const blockcast::packed_view<Format> view = io::view_engine_weight<Format>(f, e);  // over the file's bytes
+  CHECK(view.codes().data() == f.bytes(f.find(e.entries[0])).data());
+  CHECK(view.tensor_scale() == back.tensor_scale());
   require_same_floats(dequantized(p), engine_decode(f, e), name);
 
   // the golden file: a 2 x 32 weight

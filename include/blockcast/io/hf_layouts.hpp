@@ -230,31 +230,40 @@ inline std::map<std::string, engine_weight> engine_weights(const safetensors_fil
   return out;
 }
 
-/// Reads a weight found by engine_weights into blockcast's packed form (no bytes change but the
-/// tensor scale: compressed-tensors' global scale becomes its FP32 reciprocal). Throws io_error
-/// if `Format` is not the weight's format or its tensor scale is not finite and > 0.
+/// A weight found by engine_weights as a packed view over the file's own bytes: no copy, the
+/// codes and block scales are blockcast's bytes already (valid while `f` lives). The tensor
+/// scale is the decode scale (compressed-tensors' global scale becomes its FP32 reciprocal).
+/// Throws io_error if `Format` is not the weight's format, its tensor scale is not finite and
+/// > 0, or an NVFP4 block scale has its sign bit set (UE4M3 has none).
 template <class Format>
-packed_tensor<Format> read_engine_weight(const safetensors_file& f, const engine_weight& w) {
+packed_view<Format> view_engine_weight(const safetensors_file& f, const engine_weight& w) {
   if (w.format != preset_name<Format>())
     detail::fail(f.path(), "weight " + in_quotes(w.name) + " is " + w.format + ", not " + std::string(preset_name<Format>()));
-  packed_tensor<Format> p(w.rows, w.cols);
   const auto codes = f.bytes(f.find(w.entries[0]));
   const auto scales = f.bytes(f.find(w.entries[1]));
-  if (codes.size() != p.codes().size() || scales.size() != p.scales().size())
+  if (codes.size() != code_bytes<Format>(w.rows, w.cols) || scales.size() != scale_bytes<Format>(w.rows, w.cols))
     detail::fail(f.path(), "weight " + in_quotes(w.name) + ": codes or scales of the wrong size");
-  std::copy(codes.begin(), codes.end(), p.codes().begin());
-  std::copy(scales.begin(), scales.end(), p.scales().begin());
+  float decode = 1.0f;
   if constexpr (Format::has_tensor_scale) {
-    const float stored = f.to_float(f.find(w.entries[2]))[0];
     try {
-      p.set_tensor_scale(decode_scale_of(w.where, stored, w.name));
+      decode = decode_scale_of(w.where, f.to_float(f.find(w.entries[2]))[0], w.name);
     } catch (const layout_error& e) {
       detail::fail(f.path(), e.what());
     }
-    for (auto& s : p.scales()) {  // F8_E4M3 with the sign set: the engines decode it negative, blockcast's UE4M3 cannot
+    for (const std::uint8_t s : scales)
       if (s & 0x80) detail::fail(f.path(), "weight " + in_quotes(w.name) + ": a negative E4M3 block scale (UE4M3 has no sign)");
-    }
   }
+  return packed_view<Format>(w.rows, w.cols, codes, scales, decode);
+}
+
+/// The same weight copied into a packed tensor of its own.
+template <class Format>
+packed_tensor<Format> read_engine_weight(const safetensors_file& f, const engine_weight& w) {
+  const packed_view<Format> v = view_engine_weight<Format>(f, w);
+  packed_tensor<Format> p(w.rows, w.cols);
+  std::copy(v.codes().begin(), v.codes().end(), p.codes().begin());
+  std::copy(v.scales().begin(), v.scales().end(), p.scales().begin());
+  p.set_tensor_scale(v.tensor_scale());
   return p;
 }
 
