@@ -66,8 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     q.include = "weight";
     expect_error_or_success([&] { cli::quantize_model(q); });
   }
-  expect_error_or_success([&] { cli::dequantize_model({in + "/a.safetensors", out + "/d.safetensors", "bf16", 1}); });
-  expect_error_or_success([&] { cli::dequantize_model({in + "/m.index.json", out + "/d.index.json", "f32", 1}); });
+  expect_error_or_success([&] { cli::dequantize_model({in + "/a.safetensors", out + "/d.safetensors", cli::out_dtype::bf16, 1}); });
+  expect_error_or_success([&] { cli::dequantize_model({in + "/m.index.json", out + "/d.index.json", cli::out_dtype::f32, 1}); });
   if (entries(in) != 2) blockcast::fuzz::found("a file appeared next to the inputs");
   // every run committed or left nothing: clear the committed outputs so each input starts alike
   if (DIR* d = ::opendir(out.c_str())) {

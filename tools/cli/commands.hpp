@@ -129,35 +129,20 @@ void map_model(const io::model_files& in, const std::string& output, const std::
   set.commit();
 }
 
-// What a run does with each tensor of a file: quantize it, or keep it as it is; `kept` says
-// why a weight the run would have quantized is kept (the layout cannot hold it, or the
-// engines' quantizers leave it: io::kept_by_default).
-struct tensor_choice {
-  bool quantize = false;
-  std::string kept;
-};
-
 // Which tensors of a file are quantized: float tensors of 2 or more dimensions (not already
-// quantized, nor the scales of one) whose names --include matches and --exclude does not; for
-// an engine layout, without --include, those the engines' quantizers quantize, and only what
-// the layout can hold.
+// quantized, nor the scales of one) that the name rules choose, and for an engine layout only
+// what the layout can hold.
 template <class Format>
 std::vector<tensor_choice> selection(const io::safetensors_file& in, const quantize_request& req, io::layout l) {
-  const bool everything = req.include.empty() || req.include == ".*";
-  const std::regex include(everything ? "" : req.include), exclude(req.exclude);
+  const name_rules rules(req, l);
   const auto quantized = io::quantized_tensors(in);
   const auto scales = io::scale_entries(quantized);
   std::vector<tensor_choice> chosen;
   for (const auto& t : in.tensors()) {
     tensor_choice c;
-    c.quantize = is_float(t.type) && t.shape.size() >= 2 && t.elements() > 0 && !quantized.count(t.name) && !scales.count(t.name);
-    if (c.quantize && (!everything || !req.exclude.empty()) && t.name.size() > max_matched_name)
-      throw io::file_error(in.path(), "tensor name of " + std::to_string(t.name.size()) + " bytes (" + io::in_quotes(t.name) +
-                                          ") is too long to match --include/--exclude against (limit " + std::to_string(max_matched_name) + ")");
-    if (c.quantize && !everything) c.quantize = std::regex_search(t.name, include);
-    if (c.quantize && everything && l != io::layout::blockcast) c.kept = io::kept_by_default(l, t.name);
-    if (c.quantize && !req.exclude.empty()) c.quantize = !std::regex_search(t.name, exclude);
-    if (c.quantize && c.kept.empty() && l != io::layout::blockcast)
+    if (is_float(t.type) && t.shape.size() >= 2 && t.elements() > 0 && !quantized.count(t.name) && !scales.count(t.name))
+      c = rules.choose(t.name, in.path());
+    if (c.quantize && l != io::layout::blockcast)
       c.kept = io::engine_layout_refusal<Format>(l, t.name, t.shape.size(), io::matrix_shape(t.name, t.shape).second);
     if (!c.kept.empty()) c.quantize = false;
     chosen.push_back(std::move(c));
@@ -430,23 +415,6 @@ inline void check_configured_layout(io::layout expected, const std::map<std::str
                                      ", but the model's configuration says " + std::string(io::info(expected).name) + ": refused as inconsistent");
 }
 
-// Decodes packed `p` into `out` as `type` (BF16 or F32) for the writer.
-template <class Format>
-void write_decoded(io::safetensors_stream_writer& out, const std::string& name, const packed_tensor<Format>& p, out_dtype type,
-                   unsigned threads) {
-  cast_options cast;
-  cast.threads = threads;
-  if (type == out_dtype::bf16) {
-    std::vector<std::uint16_t> v(p.rows() * p.cols());
-    blockcast::dequantize_bf16(p, v.data(), cast);
-    out.write(name, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v.data()), v.size() * 2));
-  } else {
-    std::vector<float> v(p.rows() * p.cols());
-    blockcast::dequantize(p, v.data(), cast);
-    out.write(name, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v.data()), v.size() * 4));
-  }
-}
-
 // Dequantizes one safetensors file (any layout) into `out_path`.
 inline void dequantize_file(const std::string& in_path, const std::string& out_path, const std::string& label, const dequantize_request& req,
                             std::optional<io::layout> expected = {}) {
@@ -474,7 +442,8 @@ inline void dequantize_file(const std::string& in_path, const std::string& out_p
     }
     visit_format(w->second->format, [&](auto tag) {
       using F = typename decltype(tag)::type;
-      write_decoded(out, w->second->name, io::read_quantized_weight<F>(in, *w->second), req.dtype, req.threads);
+      const auto decoded = decoded_bytes<F>(io::read_quantized_weight<F>(in, *w->second), req.dtype, req.threads);
+      out.write(w->second->name, span<const std::uint8_t>(decoded.data(), decoded.size()));
     });
   }
   in.check_unchanged();

@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cmath>
 #include <ostream>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -65,8 +64,7 @@ inline void check_single_output(const std::string& output, const std::vector<std
 template <class Format>
 void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, const std::string& label, const quantize_request& req,
                         const io::safetensors_file* calib, std::vector<tensor_report>& reports, const progress_fn& progress) {
-  const bool everything = req.include.empty() || req.include == ".*";
-  const std::regex include(everything ? "" : req.include), exclude(req.exclude);
+  const name_rules rules(req, io::layout::gguf);
   struct plan {
     bool quantize = false, scale_tensor = false;
     std::string kept;
@@ -78,11 +76,11 @@ void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, cons
   for (std::size_t i = 0; i < in.tensors().size(); ++i) {
     const auto& t = in.tensors()[i];
     plan& p = plans[i];
-    p.quantize = ggml_float(t.type) && t.dims.size() >= 2 && t.elements() > 0;
-    if (p.quantize && t.name.size() > max_matched_name) p.quantize = false;  // GGUF names are at most 63 bytes: never reached
-    if (p.quantize && !everything) p.quantize = std::regex_search(t.name, include);
-    if (p.quantize && everything) p.kept = io::kept_by_default(io::layout::gguf, t.name);
-    if (p.quantize && !req.exclude.empty()) p.quantize = !std::regex_search(t.name, exclude);
+    if (ggml_float(t.type) && t.dims.size() >= 2 && t.elements() > 0) {
+      const tensor_choice c = rules.choose(t.name, in.path());
+      p.quantize = c.quantize;
+      p.kept = c.kept;
+    }
     if (p.quantize && p.kept.empty() && t.dims[0] % io::ggml_block_values<Format>() != 0)
       p.kept = "rows of " + std::to_string(t.dims[0]) + " values are not whole " + std::to_string(io::ggml_block_values<Format>()) +
                "-value ggml blocks";
@@ -232,21 +230,9 @@ inline void dequantize_gguf(const dequantize_request& req) {
       out.write(t.name, in.bytes(t));
       continue;
     }
-    cast_options cast;
-    cast.threads = req.threads;
-    auto put = [&](const auto& p) {
-      if (req.dtype == out_dtype::bf16) {
-        std::vector<std::uint16_t> v(p.rows() * p.cols());
-        blockcast::dequantize_bf16(p, v.data(), cast);
-        out.write(t.name, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v.data()), v.size() * 2));
-      } else {
-        std::vector<float> v(p.rows() * p.cols());
-        blockcast::dequantize(p, v.data(), cast);
-        out.write(t.name, span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v.data()), v.size() * 4));
-      }
-    };
-    if (t.type == io::ggml_type_of<mxfp4>()) put(read_gguf_weight<mxfp4>(in, t));
-    else put(read_gguf_weight<nvfp4>(in, t));
+    const auto decoded = t.type == io::ggml_type_of<mxfp4>() ? decoded_bytes<mxfp4>(read_gguf_weight<mxfp4>(in, t), req.dtype, req.threads)
+                                                              : decoded_bytes<nvfp4>(read_gguf_weight<nvfp4>(in, t), req.dtype, req.threads);
+    out.write(t.name, span<const std::uint8_t>(decoded.data(), decoded.size()));
   }
   in.check_unchanged();
   out.commit();

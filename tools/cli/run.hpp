@@ -13,11 +13,13 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "blockcast/io/layout.hpp"
+#include "blockcast/io/model_directory.hpp"
 #include "blockcast/io/model_files.hpp"
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
@@ -86,6 +88,52 @@ inline bool same_entry(const std::string& a, const std::string& b) {
   return io::file_name_of(a) == io::file_name_of(b) && ::stat(io::directory_of(a).c_str(), &da) == 0 &&
          ::stat(io::directory_of(b).c_str(), &db) == 0 && da.st_dev == db.st_dev && da.st_ino == db.st_ino &&
          ::lstat(a.c_str(), &la) == 0 && ::lstat(b.c_str(), &lb) == 0 && !S_ISLNK(la.st_mode) && !S_ISLNK(lb.st_mode);
+}
+
+// What a run does with a tensor: quantize it, or keep it as it is; `kept` says why a weight
+// the run would have quantized is kept (the layout cannot hold it, or the engines' quantizers
+// leave it: io::kept_by_default).
+struct tensor_choice {
+  bool quantize = false;
+  std::string kept;
+};
+
+// The name rules of a run, for a tensor that could be quantized (a float matrix): --include
+// (default: everything; for an engine layout, what the engines' quantizers quantize) and
+// --exclude. `file` names the input in the error for a name too long to match.
+class name_rules {
+ public:
+  name_rules(const quantize_request& req, io::layout l)
+      : everything_(req.include.empty() || req.include == ".*"), matches_exclude_(!req.exclude.empty()), layout_(l),
+        include_(everything_ ? "" : req.include), exclude_(req.exclude) {}
+
+  tensor_choice choose(const std::string& name, const std::string& file) const {
+    tensor_choice c{true, {}};
+    if ((!everything_ || matches_exclude_) && name.size() > max_matched_name)
+      throw io::file_error(file, "tensor name of " + std::to_string(name.size()) + " bytes (" + io::in_quotes(name) +
+                                     ") is too long to match --include/--exclude against (limit " + std::to_string(max_matched_name) + ")");
+    if (!everything_) c.quantize = std::regex_search(name, include_);
+    else if (layout_ != io::layout::blockcast) c.kept = io::kept_by_default(layout_, name);
+    if (c.quantize && matches_exclude_) c.quantize = !std::regex_search(name, exclude_);
+    if (!c.kept.empty()) c.quantize = false;
+    return c;
+  }
+
+ private:
+  bool everything_, matches_exclude_;
+  io::layout layout_;
+  std::regex include_, exclude_;
+};
+
+// The values of packed `p` decoded to BF16 or F32, as the bytes a file stores.
+template <class Format>
+std::vector<std::uint8_t> decoded_bytes(packed_view<Format> p, out_dtype type, unsigned threads) {
+  cast_options cast;
+  cast.threads = threads;
+  std::vector<std::uint8_t> out(p.rows() * p.cols() * (type == out_dtype::bf16 ? 2 : 4));
+  if (type == out_dtype::bf16) blockcast::dequantize_bf16(p, reinterpret_cast<std::uint16_t*>(out.data()), cast);
+  else blockcast::dequantize(p, reinterpret_cast<float*>(out.data()), cast);
+  return out;
 }
 
 // The calibration inputs of weight `name` (N x cols), from "<name>.inputs", checked finite.
