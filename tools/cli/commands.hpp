@@ -239,7 +239,7 @@ inline std::vector<std::string> ignored_modules(const std::vector<tensor_report>
   std::vector<std::string> modules;
   for (const auto& r : reports) {
     const std::string m = io::module_of(r.tensor);
-    if (!r.quantized && !m.empty() && r.shape.find('x') != std::string::npos) modules.push_back(m);
+    if (!r.quantized && !m.empty() && r.shape.find('x') != std::string::npos) modules.push_back(m);  // matrices: "64x32"
   }
   std::sort(modules.begin(), modules.end());
   return modules;
