@@ -61,28 +61,14 @@ inline void check_outputs(const io::model_files& in, const std::string& output, 
   if (in.sharded != io::is_index_path(output))
     throw io::file_error(output, in.sharded ? "a sharded model's output must be an index (.../model.safetensors.index.json)"
                                         : "a single-file model's output must be a .safetensors file, not an index");
-  std::vector<std::pair<std::string, struct stat>> inputs;
-  auto add_input = [&](const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) inputs.emplace_back(path, st);
-  };
-  add_input(in.path);
-  for (std::size_t i = 0; in.sharded && i < in.shards.size(); ++i) add_input(in.shard_path(i));
-  for (const auto& p : other_inputs) add_input(p);
-  std::vector<std::string> outputs{output};
+  std::vector<std::string> input_paths{in.path};
+  for (std::size_t i = 0; in.sharded && i < in.shards.size(); ++i) input_paths.push_back(in.shard_path(i));
+  input_paths.insert(input_paths.end(), other_inputs.begin(), other_inputs.end());
+  const std::vector<input_file> inputs = identify_inputs(input_paths);
+  // a single file may be replaced by its own quantized version
+  refuse_overwrite(output, output, inputs, in.sharded ? std::string() : in.path);
   const std::string out_dir = io::directory_of(output);
-  for (const auto& shard : in.sharded ? in.shards : std::vector<std::string>{}) outputs.push_back(out_dir + "/" + shard);
-  for (const auto& out : outputs) {
-    struct stat st {};
-    if (::stat(out.c_str(), &st) != 0) continue;
-    if (!S_ISREG(st.st_mode)) throw io::file_error(output, "'" + io::printable(out) + "' exists and is not a regular file");
-    for (const auto& [path, id] : inputs) {
-      if (st.st_dev != id.st_dev || st.st_ino != id.st_ino) continue;
-      if (!in.sharded && out == output && path == in.path && same_entry(output, in.path)) continue;  // replaced by its new version
-      throw io::file_error(output, "writing it would overwrite the input file '" + io::printable(path) +
-                                   "' (refused: choose an output that is not one of the input files)");
-    }
-  }
+  for (const auto& shard : in.sharded ? in.shards : std::vector<std::string>{}) refuse_overwrite(output, out_dir + "/" + shard, inputs);
 }
 
 // Runs convert(input shard, staged output path, label) over every file of a model into an

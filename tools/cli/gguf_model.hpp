@@ -46,20 +46,6 @@ inline tensor_source source_of(const io::gguf_file& in, const io::gguf_tensor& t
   return {t.name, dtype_of_ggml(t.type), [&in, &t](std::uint64_t offset, std::size_t size, void* out) { in.read(t, offset, size, out); }};
 }
 
-// A single output file that may not be an input (by inode), except the input itself replaced
-// by its new version.
-inline void check_single_output(const std::string& output, const std::vector<std::string>& inputs) {
-  struct stat out {};
-  if (::stat(output.c_str(), &out) != 0) return;
-  if (!S_ISREG(out.st_mode)) throw io::file_error(output, "exists and is not a regular file");
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    struct stat in {};
-    if (::stat(inputs[i].c_str(), &in) != 0 || in.st_dev != out.st_dev || in.st_ino != out.st_ino) continue;
-    if (i == 0 && same_entry(output, inputs[0])) continue;
-    throw io::file_error(output, "writing it would overwrite the input file '" + io::printable(inputs[i]) +
-                                     "' (refused: choose an output that is not one of the input files)");
-  }
-}
 
 template <class Format>
 void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, const std::string& label, const quantize_request& req,
@@ -159,7 +145,8 @@ inline std::vector<tensor_report> quantize_gguf(const quantize_request& req, con
   const io::gguf_file in(req.input);
   std::unique_ptr<io::safetensors_file> calib;
   if (!req.calibration.empty()) calib = std::make_unique<io::safetensors_file>(req.calibration);
-  check_single_output(req.output, calib ? std::vector<std::string>{req.input, req.calibration} : std::vector<std::string>{req.input});
+  refuse_overwrite(req.output, req.output, identify_inputs(calib ? std::vector<std::string>{req.input, req.calibration} : std::vector<std::string>{req.input}),
+                   req.input);
   std::vector<tensor_report> reports;
   io::output_set set(io::directory_of(req.output), io::file_name_of(req.output), req.output);
   const std::string staged = set.stage(io::file_name_of(req.output));
@@ -214,7 +201,7 @@ packed_tensor<Format> read_gguf_weight(const io::gguf_file& in, const io::gguf_t
 inline void dequantize_gguf(const dequantize_request& req) {
   if (!io::is_gguf_path(req.output)) throw io::file_error(req.output, "a GGUF model's output is a .gguf file");
   const io::gguf_file in(req.input);
-  check_single_output(req.output, {req.input});
+  refuse_overwrite(req.output, req.output, identify_inputs({req.input}), req.input);
   const std::set<std::string> scales = gguf_scale_tensors(in);
   const std::uint32_t type = req.dtype == out_dtype::bf16 ? io::ggml_bf16 : io::ggml_f32;
   io::output_set set(io::directory_of(req.output), io::file_name_of(req.output), req.output);

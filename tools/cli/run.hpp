@@ -90,6 +90,36 @@ inline bool same_entry(const std::string& a, const std::string& b) {
          ::lstat(a.c_str(), &la) == 0 && ::lstat(b.c_str(), &lb) == 0 && !S_ISLNK(la.st_mode) && !S_ISLNK(lb.st_mode);
 }
 
+// The input files of a run, identified by device and inode (stat'ed once).
+struct input_file {
+  std::string path;
+  struct stat id;
+};
+inline std::vector<input_file> identify_inputs(const std::vector<std::string>& paths) {
+  std::vector<input_file> out;
+  for (const auto& p : paths) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0) out.push_back({p, st});
+  }
+  return out;
+}
+
+// Refuses writing `out`, one file of the output the user named `label`, when it exists and is
+// not a regular file, or is (by inode, whatever its name) one of `inputs`, except input
+// `replaceable` when `out` is the same directory entry (a file replaced by its new version).
+inline void refuse_overwrite(const std::string& label, const std::string& out, const std::vector<input_file>& inputs,
+                             const std::string& replaceable = {}) {
+  struct stat st {};
+  if (::stat(out.c_str(), &st) != 0) return;
+  if (!S_ISREG(st.st_mode)) throw io::file_error(label, "'" + io::printable(out) + "' exists and is not a regular file");
+  for (const auto& in : inputs) {
+    if (st.st_dev != in.id.st_dev || st.st_ino != in.id.st_ino) continue;
+    if (!replaceable.empty() && in.path == replaceable && same_entry(out, replaceable)) continue;
+    throw io::file_error(label, "writing it would overwrite the input file '" + io::printable(in.path) +
+                                    "' (refused: choose an output that is not one of the input files)");
+  }
+}
+
 // What a run does with a tensor: quantize it, or keep it as it is; `kept` says why a weight
 // the run would have quantized is kept (the layout cannot hold it, or the engines' quantizers
 // leave it: io::kept_by_default).
