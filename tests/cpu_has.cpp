@@ -17,9 +17,10 @@ int main(int argc, char** argv) {
   else if (!std::strcmp(isa, "avx512bw")) has = a.avx512bw && a.avx512dq && a.avx512cd;
   else if (!std::strcmp(isa, "avx512vbmi")) {
 #if defined(__x86_64__) || defined(__i386__)
-    // xsimd 8.1 does not know VBMI: the compiler's CPU model does
+    // xsimd 8.1 knows neither VBMI nor VNNI: the compiler's CPU model does
     __builtin_cpu_init();
-    has = a.avx512bw && a.avx512dq && a.avx512cd && __builtin_cpu_supports("avx512vbmi");
+    has = a.avx512bw && a.avx512dq && a.avx512cd && __builtin_cpu_supports("avx512vbmi") &&
+          __builtin_cpu_supports("avx512vnni");
 #endif
   }
   else if (!std::strcmp(isa, "neon")) has = a.neon;

@@ -13,6 +13,7 @@
 #include "blockcast/kernels/cast.hpp"
 #include "blockcast/kernels/convert.hpp"
 #include "blockcast/kernels/dot.hpp"
+#include "blockcast/kernels/mx_dot.hpp"
 #include "blockcast/kernels/reference.hpp"
 #if BLOCKCAST_RUNTIME_DISPATCH
 #include "blockcast/dispatch.hpp"
@@ -172,6 +173,72 @@ void gemv(packed_view<Format> w, const float* x, float* y, const cast_options& o
 template <class Format>
 void gemv(const packed_tensor<Format>& w, const float* x, float* y, const cast_options& opt = {}) {
   gemv(w.view(), x, y, opt);
+}
+
+namespace detail {
+template <class Format>
+void check_mx_operands(packed_view<Format> w, packed_view<mx_activation_format> x, const char* what) {
+  if (x.rows() != 1 || x.cols() != w.cols())
+    fail<shape_error>(std::string(what) + ": activations of shape " + shape_string(x.rows(), x.cols()) +
+                      " for weights of shape " + shape_string(w.rows(), w.cols()) + " (want 1 x " +
+                      std::to_string(w.cols()) + ")");
+}
+}  // namespace detail
+
+/// MX dot product (OCP MX section 6) of packed row `row` with MXINT8 activations prepared
+/// once by mx_activations: exact integer block sums, FP32 accumulation in the fixed order of
+/// kernels/mx_dot.hpp, the same bits on every instruction set.
+template <class Format>
+float dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
+  if (row >= w.rows() || x.cols() != w.cols())
+    detail::fail<shape_error>("dot: row " + std::to_string(row) + " of weights of shape " +
+                              detail::shape_string(w.rows(), w.cols()) + " with " +
+                              std::to_string(x.cols()) + " activations");
+  return simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, row, x);
+}
+
+/// y[r] = MX dot product of weight row r with one row of MXINT8 activations (x: 1 x cols),
+/// for every row; rows are split across opt.threads (the result does not depend on it).
+template <class Format>
+void gemv(packed_view<Format> w, packed_view<mx_activation_format> x, float* y, const cast_options& opt = {}) {
+  detail::check_options(opt);
+  detail::check_mx_operands(w, x, "gemv");
+  const mx_activations<Format> prepared(x);
+  detail::parallel_for(w.rows(), opt.threads, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) y[r] = simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, prepared);
+  });
+}
+
+/// Y = X W^T for n rows of float activations X (n x cols, row-major) and packed weights W
+/// (rows x cols): Y is n x rows. Each row of X is quantized to MXINT8 (round to nearest
+/// even, E8M0 scale by the OCP floor rule) and multiplied as gemv does, so
+/// Y[i] equals gemv(w, quantize<mxint8>(X[i]), ...) bit for bit. Weight rows are split
+/// across opt.threads and visited in tiles, each tile against every row of X.
+template <class Format>
+void matmul(packed_view<Format> w, const float* X, std::size_t n, float* Y, const cast_options& opt = {}) {
+  detail::check_options(opt);
+  const std::size_t rows = w.rows(), cols = w.cols();
+  detail::check_shape(n, cols, "matmul");
+  std::vector<mx_activations<Format>> prepared;
+  prepared.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const packed_tensor<mx_activation_format> xq = quantize<mx_activation_format>(X + i * cols, 1, cols);
+    prepared.emplace_back(xq.view());
+  }
+  constexpr std::size_t tile = 16;
+  const std::size_t tiles = (rows + tile - 1) / tile;
+  detail::parallel_for(tiles, opt.threads, 4, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t r_end = std::min(rows, (t + 1) * tile);
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t r = t * tile; r < r_end; ++r)
+          Y[i * rows + r] = simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, prepared[i]);
+    }
+  });
+}
+template <class Format>
+void matmul(const packed_tensor<Format>& w, const float* X, std::size_t n, float* Y, const cast_options& opt = {}) {
+  matmul(w.view(), X, n, Y, opt);
 }
 
 /// Widens n little-endian BF16 values (bytes at any alignment, as stored in a checkpoint) to

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// MX dot products (OCP MX v1.0, section 6): a packed weight row in any block format against
+// MXINT8 activations. The dot product of two blocks is the product of their scales times the
+// sum of their element products. Every element value is an integer times a power of two
+// (element_integers), so that sum is computed exactly in integer arithmetic; the blocks are
+// then scaled and accumulated in FP32 in one fixed order, the same on every instruction set
+// and thread count (docs/kernels.md):
+//
+//   S_b    = sum_j int(w_j) * int(x_j)                  exact (IEEE when w_j is Inf or NaN)
+//   term_b = (fp32(S_b) * d_w[b]) * d_x[b]              d = scale * 2^-shift, exact in FP32
+//   p[b mod 16] += term_b                               blocks in row order, p starts at +0
+//   dot    = ((p[i] + p[i+8]) + ...) tree of 8, 4, 2, 1 [* tensor scale, two-level formats]
+//
+// Weight blocks of 16 (NVFP4) take the half of the 32-value activation block they cover.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "blockcast/block/block_format.hpp"
+#include "blockcast/block/layout.hpp"
+#include "blockcast/block/packed.hpp"
+#include "blockcast/error.hpp"
+#include "blockcast/kernels/mx_dot_arch.hpp"
+
+namespace blockcast {
+
+/// The activations' format: OCP MXINT8 (int8 codes * 2^-6, one E8M0 scale per 32).
+using mx_activation_format = mxint8;
+
+/// Element values as integers: value(code) = integer(code) * 2^-shift, for every finite code.
+template <class Element>
+struct element_integers {
+  /// Exponent of the smallest nonzero magnitude, negated (E2M1: 1, E4M3: 9, INT8: 6).
+  static constexpr int shift = [] {
+    if constexpr (Element::is_float) return Element::mantissa_bits - Element::emin;
+    else return Element::fraction_bits;
+  }();
+
+  static constexpr std::int64_t integer(std::uint8_t code) {
+    code = static_cast<std::uint8_t>(code & ((1u << Element::bits) - 1u));
+    if constexpr (Element::is_float) {
+      const int magnitude = code & Element::magnitude_mask;
+      const int exponent_field = magnitude >> Element::mantissa_bits;
+      const std::int64_t fraction = magnitude & ((1 << Element::mantissa_bits) - 1);
+      const std::int64_t m = exponent_field == 0
+                                 ? fraction
+                                 : (fraction + (std::int64_t{1} << Element::mantissa_bits)) << (exponent_field - 1);
+      return (code & Element::sign_mask) ? -m : m;
+    } else {
+      return Element::to_int(code);
+    }
+  }
+  static constexpr bool special(std::uint8_t code) {
+    if constexpr (Element::is_float) return Element::is_nan(code) || Element::is_inf(code);
+    else return false;
+  }
+  /// Largest |integer(code)| over the finite codes.
+  static constexpr std::int64_t max_magnitude() {
+    std::int64_t m = 0;
+    for (unsigned c = 0; c < (1u << Element::bits); ++c)
+      if (!special(static_cast<std::uint8_t>(c))) {
+        const std::int64_t v = integer(static_cast<std::uint8_t>(c));
+        m = v > m ? v : (-v > m ? -v : m);
+      }
+    return m;
+  }
+};
+
+namespace detail {
+/// x unchanged, but opaque to the optimiser: a product stored through it is rounded to FP32
+/// before the next addition (no fused multiply-add under -ffp-contract=fast).
+template <class T>
+BLOCKCAST_INLINE T fp32_rounded(T x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(x));
+#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm__))
+  asm("" : "+w"(x));
+#else
+  volatile T v = x;
+  x = v;
+#endif
+  return x;
+}
+
+/// Adds the 16 partial sums in the documented tree: p[i] + p[i+8], then +4, +2, +1.
+inline float tree_sum16(float* p) {
+  for (std::size_t half = 8; half >= 1; half /= 2)
+    for (std::size_t i = 0; i < half; ++i) p[i] = fp32_rounded(p[i] + p[i + half]);
+  return p[0];
+}
+
+/// A block scale times 2^-shift: exact in FP32 for every E8M0 and UE4M3 code and every preset.
+template <class Scale>
+inline float scale_times(std::uint8_t code, int shift) {
+  return Scale::decode(code) * exp2i(-shift);
+}
+}  // namespace detail
+
+/// MXINT8 activations prepared once for the dot products of every row of a `Format` weight
+/// matrix: per weight block its activation scale, and the forms the kernels multiply.
+template <class Format>
+class mx_activations {
+  using scale_type = typename mx_activation_format::scale_type;
+  static constexpr std::size_t B = Format::block_size;
+  static_assert(mx_activation_format::block_size % B == 0,
+                "MX dot products need weight blocks that tile the activation blocks of 32");
+
+ public:
+  using integers = element_integers<typename mx_activation_format::element_type>;
+
+  explicit mx_activations(packed_view<mx_activation_format> x) : cols_(x.cols()) {
+    if (x.rows() != 1)
+      detail::fail<shape_error>("MX dot product: activations must be one row, got shape " +
+                                detail::shape_string(x.rows(), x.cols()));
+    const std::size_t blocks = blocks_per_row<Format>(cols_);
+    const std::size_t padded = (blocks + 15) / 16 * 16;
+    codes_.assign(padded * B, 0);
+    std::copy(x.row_codes(0), x.row_codes(0) + cols_, codes_.begin());
+    scale_.assign(padded, 0.0f);
+    for (std::size_t b = 0; b < blocks; ++b)
+      scale_[b] = detail::scale_times<scale_type>(x.row_scales(0)[b * B / mx_activation_format::block_size],
+                                                  integers::shift);
+    wide_.resize(codes_.size());
+    for (std::size_t i = 0; i < codes_.size(); ++i) wide_[i] = static_cast<std::int8_t>(codes_[i]);
+    sums_.assign(padded, 0);
+    for (std::size_t b = 0; b < blocks; ++b)
+      for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
+  }
+
+  std::size_t cols() const { return cols_; }
+  /// Codes as signed bytes, zero past cols(), padded to whole groups of 16 blocks.
+  const std::int8_t* codes() const { return reinterpret_cast<const std::int8_t*>(codes_.data()); }
+  /// The same codes widened to 16 bits.
+  const std::int16_t* wide_codes() const { return wide_.data(); }
+  /// d_x of weight block b: the activation block's scale times 2^-6.
+  const float* scales() const { return scale_.data(); }
+  /// Sum of the activation codes over weight block b.
+  const std::int32_t* code_sums() const { return sums_.data(); }
+
+ private:
+  std::size_t cols_;
+  std::vector<std::uint8_t> codes_;
+  std::vector<std::int16_t> wide_;
+  std::vector<float> scale_;
+  std::vector<std::int32_t> sums_;
+};
+
+namespace reference {
+
+/// The exact block sum S_b of n element codes against n activation codes, as a double: an
+/// integer (exact: at most 2^45 for every preset) unless an element is Inf or NaN, where
+/// IEEE arithmetic on the decoded values decides (Inf * 0 and Inf - Inf are NaN).
+template <class Element>
+double block_sum(const std::uint8_t* w, const std::int8_t* x, std::size_t n) {
+  using ints = element_integers<Element>;
+  bool special = false;
+  std::int64_t sum = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    special = special || ints::special(w[j]);
+    sum += ints::integer(w[j]) * x[j];
+  }
+  if (!special) return static_cast<double>(sum);
+  double s = 0.0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const double v = ints::special(w[j]) ? static_cast<double>(Element::decode(w[j])) : static_cast<double>(ints::integer(w[j]));
+    s += v * x[j];
+  }
+  return s;
+}
+
+/// term_b = (fp32(S_b) * d_w) * d_x.
+inline float block_term(double sum, float d_w, float d_x) {
+  return detail::fp32_rounded(detail::fp32_rounded(static_cast<float>(sum) * d_w) * d_x);
+}
+
+/// The MX dot product of weight row `row` with the activations, in the documented order.
+template <class Format>
+float mx_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
+  using element = typename Format::element_type;
+  using ints = element_integers<element>;
+  constexpr std::size_t B = Format::block_size;
+  const std::size_t cols = w.cols(), blocks = blocks_per_row<Format>(cols);
+  std::vector<std::uint8_t> codes(cols);
+  detail::unpack_codes(w.row_codes(row), cols, Format::element_bits, codes.data());
+  float p[16] = {};
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::size_t n = std::min(B, cols - b * B);
+    const double s = block_sum<element>(codes.data() + b * B, x.codes() + b * B, n);
+    const float d_w = detail::scale_times<typename Format::scale_type>(w.row_scales(row)[b], ints::shift);
+    p[b % 16] = detail::fp32_rounded(p[b % 16] + block_term(s, d_w, x.scales()[b]));
+  }
+  const float total = detail::tree_sum16(p);
+  return Format::has_tensor_scale ? total * w.tensor_scale() : total;
+}
+
+}  // namespace reference
+
+namespace simd {
+
+/// MX dot products of whole rows: groups of 16 blocks through arch::block_sums where Arch
+/// has a kernel for the format, the rest (and every block holding Inf or NaN) by the
+/// reference's block sum; the same FP32 order either way.
+template <class Format, class Arch>
+struct mx_dot_kernels {
+  using element = typename Format::element_type;
+  using scale_type = typename Format::scale_type;
+  using ints = element_integers<element>;
+  static constexpr std::size_t B = Format::block_size;
+  static constexpr int bits = Format::element_bits;
+
+  static float row_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
+    const std::size_t cols = w.cols(), blocks = blocks_per_row<Format>(cols);
+    const std::uint8_t* codes = w.row_codes(row);
+    const std::uint8_t* scales = w.row_scales(row);
+    float p[16] = {};
+    std::size_t b = 0;
+    if constexpr (arch::has_group_dot<Format, Arch>()) {
+      // whole groups of 16 blocks whose codes are all there (the last block may be partial)
+      const std::size_t groups = cols / (16 * B);
+      arch::group_dot<Format, Arch> acc(ints::shift);
+      for (std::size_t g = 0; g < groups; ++g) {
+        const std::size_t first = g * 16;
+        const std::uint8_t* group_codes = codes + first * B * bits / 8;
+        if (!acc.add(group_codes, scales + first, x.codes() + first * B, x.wide_codes() + first * B,
+                     x.code_sums() + first, x.scales() + first)) {
+          // a block holds an Inf or NaN element: this group's terms by the reference
+          float terms[16];
+          std::uint8_t block_codes[16 * B];
+          detail::unpack_codes(group_codes, 16 * B, bits, block_codes);
+          for (std::size_t i = 0; i < 16; ++i)
+            terms[i] = term(block_codes + i * B, scales[first + i], x, first + i, B);
+          acc.add_terms(terms);
+        }
+      }
+      acc.store(p);
+      b = groups * 16;
+    }
+    if (b < blocks) {  // the rest, block by block
+      const std::size_t start = b * B;
+      std::vector<std::uint8_t> rest(cols - start);
+      detail::unpack_codes(codes + start * bits / 8, rest.size(), bits, rest.data());
+      for (; b < blocks; ++b) {
+        const std::size_t n = std::min(B, cols - b * B);
+        p[b % 16] = detail::fp32_rounded(p[b % 16] + term(rest.data() + (b * B - start), scales[b], x, b, n));
+      }
+    }
+    const float total = detail::tree_sum16(p);
+    return Format::has_tensor_scale ? total * w.tensor_scale() : total;
+  }
+
+ private:
+  static float term(const std::uint8_t* block_codes, std::uint8_t scale, const mx_activations<Format>& x,
+                    std::size_t b, std::size_t n) {
+    const double s = reference::block_sum<element>(block_codes, x.codes() + b * B, n);
+    return reference::block_term(s, detail::scale_times<scale_type>(scale, ints::shift), x.scales()[b]);
+  }
+};
+
+}  // namespace simd
+}  // namespace blockcast

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+// MX dot products, gemv and matmul on MXINT8 activations against a reference written here
+// from the decoded values: every block's sum equals the exact sum of decoded products (in
+// double, where it is exact), and every result equals the documented FP32 order applied to
+// those sums. Built once per instruction set with test_simd.cpp (xsimd::default_arch).
+#include <blockcast/blockcast.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <tuple>
+
+namespace bc = blockcast;
+
+namespace {
+
+using weight_formats = std::tuple<bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2, bc::mxfp6_e2m3, bc::mxfp4,
+                                  bc::mxint8, bc::nvfp4>;
+
+/// What the weights and activations hold.
+enum class data_kind { quantized_normal, random_bytes, typical_scales, zeros, saturated };
+const char* name_of(data_kind k) {
+  switch (k) {
+    case data_kind::quantized_normal: return "quantized normal values";
+    case data_kind::random_bytes: return "random code and scale bytes (NaN/Inf included)";
+    case data_kind::typical_scales: return "random codes, scales near 1";
+    case data_kind::zeros: return "zeros";
+    case data_kind::saturated: return "largest codes and scales";
+  }
+  return "?";
+}
+
+template <class Format>
+bc::packed_tensor<Format> make(std::size_t rows, std::size_t cols, data_kind kind, std::mt19937& rng) {
+  if (kind == data_kind::quantized_normal) {
+    std::normal_distribution<float> normal;
+    std::vector<float> v(rows * cols);
+    for (auto& x : v) x = normal(rng) * 3.0f;
+    return bc::quantize<Format>(v.data(), rows, cols);
+  }
+  bc::packed_tensor<Format> p(rows, cols);
+  using element = typename Format::element_type;
+  const auto view = p.mutable_view();
+  auto scales = view.scales();
+  std::vector<std::uint8_t> codes(cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (auto& c : codes) {
+      const auto byte = static_cast<std::uint8_t>(rng() & ((1u << element::bits) - 1u));
+      const auto sign = static_cast<std::uint8_t>(byte & (1u << (element::bits - 1)));
+      const auto largest = element::is_float ? static_cast<std::uint8_t>(element::max_magnitude | sign)
+                                            : static_cast<std::uint8_t>(sign ? 0x81 : 0x7f);  // +-127
+      c = kind == data_kind::zeros ? 0 : kind == data_kind::saturated ? largest : byte;
+    }
+    bc::detail::pack_codes(codes.data(), cols, element::bits, view.row_codes(r));
+  }
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    const auto byte = static_cast<std::uint8_t>(rng());
+    scales[i] = kind == data_kind::random_bytes ? byte
+                : kind == data_kind::saturated  ? std::uint8_t{0xfe}
+                                                : static_cast<std::uint8_t>(120 + byte % 14);
+  }
+  if constexpr (Format::has_tensor_scale) {
+    if (kind == data_kind::saturated) {
+      for (auto& s : scales) s = 0x7e;  // UE4M3 448
+      p.set_tensor_scale(1e30f);
+    } else {
+      p.set_tensor_scale(std::ldexp(1.0f + static_cast<float>(rng() % 100) / 100.0f, static_cast<int>(rng() % 20) - 10));
+    }
+  }
+  return p;
+}
+
+/// The dot product as documented, from decoded values only (no kernel code): S_b is the
+/// double sum of decoded products scaled to an integer (exact: every product is a multiple
+/// of 2^-(shift_w + 6) and every sum stays below 2^46).
+template <class Format>
+struct decoded_reference {
+  using element = typename Format::element_type;
+  static constexpr std::size_t B = Format::block_size;
+  static constexpr int shift = bc::element_integers<element>::shift;
+
+  static double block_sum(const std::uint8_t* w, const std::uint8_t* x, std::size_t n) {
+    double s = 0;
+    for (std::size_t j = 0; j < n; ++j)
+      s += static_cast<double>(element::decode(w[j])) * static_cast<double>(bc::int8::decode(x[j]));
+    return std::ldexp(s, shift + 6);
+  }
+  static float dot(const std::vector<std::uint8_t>& w, const std::uint8_t* w_scales, float tensor_scale,
+                   const std::vector<std::uint8_t>& x, const std::uint8_t* x_scales, std::vector<double>* sums) {
+    const std::size_t cols = w.size(), blocks = (cols + B - 1) / B;
+    volatile float p[16] = {};
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const std::size_t n = std::min(B, cols - b * B);
+      const double s = block_sum(w.data() + b * B, x.data() + b * B, n);
+      if (sums) sums->push_back(s);
+      const volatile float d_w = Format::scale_type::decode(w_scales[b]) * std::ldexp(1.0f, -shift);
+      const volatile float d_x = bc::e8m0::decode(x_scales[b * B / 32]) * std::ldexp(1.0f, -6);
+      const volatile float scaled = static_cast<float>(s) * d_w;
+      const volatile float term = scaled * d_x;
+      p[b % 16] = p[b % 16] + term;
+    }
+    for (std::size_t half = 8; half >= 1; half /= 2)
+      for (std::size_t i = 0; i < half; ++i) p[i] = p[i] + p[i + half];
+    const volatile float total = p[0];
+    return Format::has_tensor_scale ? total * tensor_scale : total;
+  }
+};
+
+bool same(float a, float b) {
+  return bc::detail::float_bits(a) == bc::detail::float_bits(b) || (std::isnan(a) && std::isnan(b));
+}
+
+std::string describe(const char* format, data_kind kind, std::size_t cols, std::size_t row, float want, float got) {
+  std::ostringstream s;
+  s << format << ", " << name_of(kind) << ", K = " << cols << ", row " << row << ": wanted " << want << " ("
+    << std::hexfloat << want << "), got " << got << " (" << got << ")";
+  return s.str();
+}
+
+template <class Format>
+const char* format_name() {
+#define BLOCKCAST_TEST_NAME(alias, ...) \
+  if (std::is_same_v<Format, bc::alias>) return #alias;
+  BLOCKCAST_PRESETS(BLOCKCAST_TEST_NAME)
+#undef BLOCKCAST_TEST_NAME
+  return "?";
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact block sums", "[mx_dot]", weight_formats) {
+  using F = TestType;
+  const char* name = format_name<F>();
+  std::mt19937 rng(7);
+  const std::size_t rows = 5;
+  for (std::size_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 511, 512, 513, 1024, 1040, 4096 + 48}) {
+    for (data_kind kind : {data_kind::quantized_normal, data_kind::random_bytes, data_kind::typical_scales,
+                           data_kind::zeros, data_kind::saturated}) {
+      const auto w = make<F>(rows, cols, kind, rng);
+      const auto x = make<bc::mxint8>(1, cols, kind == data_kind::saturated ? data_kind::saturated
+                                                   : kind == data_kind::zeros ? data_kind::typical_scales : kind, rng);
+      std::vector<float> y(rows);
+      bc::gemv(w.view(), x.view(), y.data());
+      const bc::mx_activations<F> prepared(x.view());
+      std::vector<std::uint8_t> x_codes(cols), w_codes(cols);
+      bc::detail::unpack_codes(x.view().row_codes(0), cols, 8, x_codes.data());
+      for (std::size_t r = 0; r < rows; ++r) {
+        bc::detail::unpack_codes(w.view().row_codes(r), cols, F::element_bits, w_codes.data());
+        std::vector<double> sums;
+        const float want = decoded_reference<F>::dot(w_codes, w.view().row_scales(r), w.view().tensor_scale(),
+                                                     x_codes, x.view().row_scales(0), &sums);
+        // the library's own block sums are the exact ones
+        for (std::size_t b = 0; b < sums.size(); ++b) {
+          const std::size_t n = std::min(F::block_size, cols - b * F::block_size);
+          const double got = bc::reference::block_sum<typename F::element_type>(
+              w_codes.data() + b * F::block_size, prepared.codes() + b * F::block_size, n);
+          INFO(name << ", " << name_of(kind) << ", K = " << cols << ", row " << r << ", block " << b);
+          REQUIRE((got == sums[b] || (std::isnan(got) && std::isnan(sums[b]))));
+        }
+        INFO(describe(name, kind, cols, r, want, y[r]));
+        REQUIRE(same(want, y[r]));
+        REQUIRE(same(want, bc::dot(w.view(), r, prepared)));
+        REQUIRE(same(want, bc::reference::mx_dot(w.view(), r, prepared)));
+      }
+    }
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("gemv and matmul on MXINT8 activations do not depend on threads", "[mx_dot][threads]",
+                        weight_formats) {
+  using F = TestType;
+  std::mt19937 rng(11);
+  const std::size_t rows = 300, cols = 1056, n = 3;
+  const auto w = make<F>(rows, cols, data_kind::quantized_normal, rng);
+  std::normal_distribution<float> normal;
+  std::vector<float> X(n * cols);
+  for (auto& v : X) v = normal(rng);
+  std::vector<float> Y(n * rows);
+  bc::matmul(w.view(), X.data(), n, Y.data());
+  for (unsigned threads : {1u, 2u, 3u, 7u}) {
+    bc::cast_options opt;
+    opt.threads = threads;
+    std::vector<float> Yt(n * rows);
+    bc::matmul(w.view(), X.data(), n, Yt.data(), opt);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto xq = bc::quantize<bc::mxint8>(X.data() + i * cols, 1, cols);
+      std::vector<float> y(rows);
+      bc::gemv(w.view(), xq.view(), y.data(), opt);
+      for (std::size_t r = 0; r < rows; ++r) {
+        INFO(format_name<F>() << ", " << threads << " threads, activation row " << i << ", weight row " << r);
+        REQUIRE(same(Y[i * rows + r], Yt[i * rows + r]));
+        REQUIRE(same(Y[i * rows + r], y[r]));
+      }
+    }
+  }
+}
+
+TEST_CASE("MX dot products refuse operands that do not fit", "[mx_dot]") {
+  std::vector<float> v(64 * 4, 1.0f);
+  const auto w = bc::quantize<bc::mxfp4>(v.data(), 4, 64);
+  const auto x_short = bc::quantize<bc::mxint8>(v.data(), 1, 32);
+  const auto x_two_rows = bc::quantize<bc::mxint8>(v.data(), 2, 64);
+  std::vector<float> y(4);
+  CHECK_THROWS_WITH(bc::gemv(w.view(), x_short.view(), y.data()),
+                    Catch::Contains("activations of shape 1 x 32 for weights of shape 4 x 64"));
+  CHECK_THROWS_AS(bc::gemv(w.view(), x_two_rows.view(), y.data()), bc::shape_error);
+  const auto x = bc::quantize<bc::mxint8>(v.data(), 1, 64);
+  const bc::mx_activations<bc::mxfp4> prepared(x.view());
+  CHECK_THROWS_WITH(bc::dot(w.view(), 4, prepared), Catch::Contains("row 4 of weights of shape 4 x 64"));
+}
