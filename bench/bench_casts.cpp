@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "roof.hpp"
+#include "roof_report.hpp"
 
 namespace bc = blockcast;
 
@@ -178,36 +179,20 @@ void register_format(const std::string& name, bool with_roofs = true) {
   }
 }
 
-/// Console output plus, at the end, every SIMD figure as G values/s and % of its roof.
-class roof_reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
-      const auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
-    }
+/// Every SIMD figure as G values/s and % of its roof.
+void print_roofs(const roof::rates& rates, std::FILE* out) {
+  std::fprintf(out, "\n%-36s %12s %12s %9s\n", "simd kernel", "G values/s", "roof G/s", "% roof");
+  for (const auto& [name, rate] : rates) {
+    // name = kind/format/simd/n
+    const auto p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
+    if (p3 == std::string::npos || name.substr(p2 + 1, p3 - p2 - 1) != "simd") continue;
+    const std::string kind = name.substr(0, p1), format = name.substr(p1 + 1, p2 - p1 - 1), n = name.substr(p3 + 1);
+    const auto rr = rates.find("roof_" + kind + "/" + format + "/" + n + "/manual_time");
+    if (rr == rates.end()) continue;
+    std::fprintf(out, "%-36s %12.3f %12.3f %8.0f%%\n", name.c_str(), rate / 1e9, rr->second / 1e9,
+                 100.0 * rate / rr->second);
   }
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    std::printf("\n%-36s %12s %12s %9s\n", "simd kernel", "G values/s", "roof G/s", "% roof");
-    for (const auto& [name, rate] : rate_) {
-      // name = kind/format/simd/n
-      const auto p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
-      if (p3 == std::string::npos || name.substr(p2 + 1, p3 - p2 - 1) != "simd") continue;
-      const std::string kind = name.substr(0, p1), format = name.substr(p1 + 1, p2 - p1 - 1),
-                        n = name.substr(p3 + 1);
-      const auto rr = rate_.find("roof_" + kind + "/" + format + "/" + n + "/manual_time");
-      if (rr == rate_.end()) continue;
-      std::printf("%-36s %12.3f %12.3f %8.0f%%\n", name.c_str(), rate / 1e9, rr->second / 1e9,
-                  100.0 * rate / rr->second);
-    }
-  }
-
- private:
-  std::map<std::string, double> rate_;
-};
+}
 
 }  // namespace
 
@@ -220,11 +205,11 @@ int main(int argc, char** argv) {
   register_format<bc::mxint8>("mxint8");
   register_format<bc::nvfp4>("nvfp4");
 
+  const std::string format = roof::requested_format(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  std::printf("xsimd arch: %s\n", xsimd::default_arch::name());
-  roof_reporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+  roof::run_with_summary(format, {"items_per_second"}, print_roofs);
   benchmark::Shutdown();
   return 0;
 }

@@ -205,7 +205,7 @@ void gemv(packed_view<Format> w, packed_view<mx_activation_format> x, float* y, 
   detail::check_mx_operands(w, x, "gemv");
   const mx_activations<Format> prepared(x);
   detail::parallel_for(w.rows(), opt.threads, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) y[r] = simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, prepared);
+    simd::mx_dot_kernels<Format, xsimd::default_arch>::rows(w, r0, r1, prepared, y);
   });
 }
 
@@ -228,12 +228,10 @@ void matmul(packed_view<Format> w, const float* X, std::size_t n, float* Y, cons
   constexpr std::size_t tile = 16;
   const std::size_t tiles = (rows + tile - 1) / tile;
   detail::parallel_for(tiles, opt.threads, 4, [&](std::size_t t0, std::size_t t1) {
-    for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t r_end = std::min(rows, (t + 1) * tile);
+    for (std::size_t t = t0; t < t1; ++t)
       for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t r = t * tile; r < r_end; ++r)
-          Y[i * rows + r] = simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, prepared[i]);
-    }
+        simd::mx_dot_kernels<Format, xsimd::default_arch>::rows(w, t * tile, std::min(rows, (t + 1) * tile), prepared[i],
+                                                                Y + i * rows);
   });
 }
 template <class Format>

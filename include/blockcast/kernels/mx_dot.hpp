@@ -128,6 +128,15 @@ class mx_activations {
                                                   integers::shift);
     wide_.resize(codes_.size());
     for (std::size_t i = 0; i < codes_.size(); ++i) wide_[i] = static_cast<std::int8_t>(codes_[i]);
+    magnitudes_.resize(codes_.size());
+    for (std::size_t i = 0; i < codes_.size(); ++i)
+      magnitudes_[i] = static_cast<std::uint8_t>(wide_[i] < 0 ? -wide_[i] : wide_[i]);
+    split_.resize(codes_.size());  // a whole number of 128s: groups are 256 or 512 codes
+    for (std::size_t c = 0; c < codes_.size(); c += 128)
+      for (std::size_t i = 0; i < 64; ++i) {
+        split_[c + i] = static_cast<std::int8_t>(codes_[c + 2 * i]);
+        split_[c + 64 + i] = static_cast<std::int8_t>(codes_[c + 2 * i + 1]);
+      }
     sums_.assign(padded, 0);
     for (std::size_t b = 0; b < blocks; ++b)
       for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
@@ -138,6 +147,11 @@ class mx_activations {
   const std::int8_t* codes() const { return reinterpret_cast<const std::int8_t*>(codes_.data()); }
   /// The same codes widened to 16 bits.
   const std::int16_t* wide_codes() const { return wide_.data(); }
+  /// The forms the kernels read for the group of 16 weight blocks starting at `block`.
+  simd::arch::group_activations group(std::size_t block) const {
+    return {codes() + block * B, wide_.data() + block * B, split_.data() + block * B, magnitudes_.data() + block * B,
+            sums_.data() + block, scale_.data() + block};
+  }
   /// d_x of weight block b: the activation block's scale times 2^-6.
   const float* scales() const { return scale_.data(); }
   /// Sum of the activation codes over weight block b.
@@ -147,6 +161,8 @@ class mx_activations {
   std::size_t cols_;
   std::vector<std::uint8_t> codes_;
   std::vector<std::int16_t> wide_;
+  std::vector<std::int8_t> split_;
+  std::vector<std::uint8_t> magnitudes_;
   std::vector<float> scale_;
   std::vector<std::int32_t> sums_;
 };
@@ -214,7 +230,19 @@ struct mx_dot_kernels {
   static constexpr std::size_t B = Format::block_size;
   static constexpr int bits = Format::element_bits;
 
-  static float row_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
+  /// The kernel state of one call (lookup tables), built once for many rows.
+  struct state {
+    state() : group(ints::shift) {}
+    [[maybe_unused]] std::conditional_t<arch::has_group_dot<Format, Arch>(), arch::group_dot<Format, Arch>, char> group;
+  };
+
+  /// y[r] for rows r0..r1.
+  static void rows(packed_view<Format> w, std::size_t r0, std::size_t r1, const mx_activations<Format>& x, float* y) {
+    const state s;
+    for (std::size_t r = r0; r < r1; ++r) y[r] = row_dot(w, r, x, s);
+  }
+
+  static float row_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x, const state& s = {}) {
     const std::size_t cols = w.cols(), blocks = blocks_per_row<Format>(cols);
     const std::uint8_t* codes = w.row_codes(row);
     const std::uint8_t* scales = w.row_scales(row);
@@ -222,24 +250,12 @@ struct mx_dot_kernels {
     std::size_t b = 0;
     if constexpr (arch::has_group_dot<Format, Arch>()) {
       // whole groups of 16 blocks whose codes are all there (the last block may be partial)
+      constexpr std::size_t group_bytes = 16 * B * bits / 8;
       const std::size_t groups = cols / (16 * B);
-      arch::group_dot<Format, Arch> acc(ints::shift);
-      for (std::size_t g = 0; g < groups; ++g) {
-        const std::size_t first = g * 16;
-        const std::uint8_t* group_codes = codes + first * B * bits / 8;
-        if (!acc.add(group_codes, scales + first, x.codes() + first * B, x.wide_codes() + first * B,
-                     x.code_sums() + first, x.scales() + first)) {
-          // a block holds an Inf or NaN element: this group's terms by the reference
-          float terms[16];
-          std::uint8_t block_codes[16 * B];
-          detail::unpack_codes(group_codes, 16 * B, bits, block_codes);
-          for (std::size_t i = 0; i < 16; ++i)
-            terms[i] = term(block_codes + i * B, scales[first + i], x, first + i, B);
-          acc.add_terms(terms);
-        }
-      }
-      acc.store(p);
+      const auto partials = s.group.accumulate(codes, group_bytes, scales, groups, x, special_terms(w, row, x));
       b = groups * 16;
+      if (b == blocks) return finish(s.group.tree_sum(partials), w);
+      s.group.store(partials, p);
     }
     if (b < blocks) {  // the rest, block by block
       const std::size_t start = b * B;
@@ -250,11 +266,23 @@ struct mx_dot_kernels {
         p[b % 16] = detail::fp32_rounded(p[b % 16] + term(rest.data() + (b * B - start), scales[b], x, b, n));
       }
     }
-    const float total = detail::tree_sum16(p);
-    return Format::has_tensor_scale ? total * w.tensor_scale() : total;
+    return finish(detail::tree_sum16(p), w);
   }
 
  private:
+  /// The terms of group g of a row, by the reference: for groups with an Inf or NaN element.
+  static auto special_terms(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
+    return [w, row, &x](std::size_t g, float* terms) {
+      constexpr std::size_t group_bytes = 16 * B * bits / 8;
+      std::uint8_t block_codes[16 * B];
+      detail::unpack_codes(w.row_codes(row) + g * group_bytes, 16 * B, bits, block_codes);
+      for (std::size_t i = 0; i < 16; ++i)
+        terms[i] = term(block_codes + i * B, w.row_scales(row)[16 * g + i], x, 16 * g + i, B);
+    };
+  }
+  static float finish(float total, packed_view<Format> w) {
+    return Format::has_tensor_scale ? total * w.tensor_scale() : total;
+  }
   static float term(const std::uint8_t* block_codes, std::uint8_t scale, const mx_activations<Format>& x,
                     std::size_t b, std::size_t n) {
     const double s = reference::block_sum<element>(block_codes, x.codes() + b * B, n);

@@ -30,6 +30,17 @@ struct element_integers;  // kernels/mx_dot.hpp
 
 namespace blockcast::simd::arch {
 
+/// The MXINT8 activations of one group of 16 weight blocks, in the forms the kernels read
+/// (kernels/mx_dot.hpp's mx_activations prepares them once per call).
+struct group_activations {
+  const std::int8_t* codes;    // in order
+  const std::int16_t* wide;    // in order, widened to 16 bits
+  const std::int8_t* split;    // per 128 codes: the 64 even-indexed ones, then the 64 odd ones
+  const std::uint8_t* magnitudes;  // in order, |code| (128 for -128)
+  const std::int32_t* sums;    // per weight block: the sum of its codes
+  const float* scales;         // per weight block: d_x
+};
+
 /// group_dot<Format, Arch>: adds the terms of 16 blocks at a time into 16 FP32 partial sums
 /// (lane i = partial sum p[i] of mx_dot.hpp); declared for every architecture, defined where
 /// has_group_dot says so.
@@ -114,7 +125,10 @@ struct word_table64 {
   __m512i lo, hi;
 };
 
-/// E2M1 codes: 64 per vector as unsigned bytes integer + 12; G blocks per vector.
+/// E2M1 codes: 128 per 64 bytes. The low nibbles of the 64 bytes are the even codes, the
+/// high nibbles the odd ones, so one AND and one shift split them into two vectors without
+/// moving a byte; the activations come split the same way (mx_activations::split_codes).
+/// Each code is looked up (vpshufb) as integer + 12, an unsigned byte.
 template <class Ints, std::size_t B>
 struct e2m1_sums {
   static constexpr int offset = 12;
@@ -124,20 +138,32 @@ struct e2m1_sums {
     table_ = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
   }
   /// Block sums of 16 blocks; never meets Inf or NaN.
-  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const std::int8_t* x, const std::int16_t*,
-                                   const std::int32_t* x_sums, __m512i& sums) const {
-    constexpr int vectors = static_cast<int>(16 * B / 64);
-    __m512i r[vectors];
-    for (int i = 0; i < vectors; ++i) {
-      // 32 bytes -> 64 codes in order: word i = byte i, then (w | w << 4) & 0x0f0f splits the
-      // nibbles into the low and high byte
-      const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * i)));
-      const __m512i nibbles = _mm512_ternarylogic_epi32(w, _mm512_slli_epi16(w, 4), _mm512_set1_epi16(0x0f0f), 0xa8);
-      r[i] = dot_u8s8(_mm512_setzero_si512(), _mm512_shuffle_epi8(table_, nibbles), _mm512_loadu_si512(x + 64 * i));
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
+    constexpr int chunks = static_cast<int>(16 * B / 128);
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    __m512i r[chunks];
+    for (int i = 0; i < chunks; ++i) {
+      const __m512i bytes = _mm512_loadu_si512(codes + 64 * i);
+      const __m512i even = _mm512_shuffle_epi8(table_, _mm512_and_si512(bytes, low));
+      const __m512i odd = _mm512_shuffle_epi8(table_, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low));
+      r[i] = dot_u8s8(dot_u8s8(_mm512_setzero_si512(), even, _mm512_loadu_si512(x.split + 128 * i)), odd,
+                      _mm512_loadu_si512(x.split + 128 * i + 64));
     }
-    const __m512i totals = block_totals<static_cast<int>(64 / B)>(r);
-    sums = _mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x_sums), _mm512_set1_epi32(offset)));
+    // 128 codes per vector: blocks of 32 are 4 lanes (one 128-bit quarter) each, blocks of
+    // 16 two lanes each
+    const __m512i totals = B == 32 ? block_totals<4>(r) : pair_totals(r);
+    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x.sums), _mm512_set1_epi32(offset))));
     return true;
+  }
+
+ private:
+  /// Lane b = lanes 2b + 2b+1 of r[0] (b < 8) or of r[1].
+  static BLOCKCAST_INLINE __m512i pair_totals(const __m512i* r) {
+    const __m512 a = _mm512_castsi512_ps(r[0]), b = _mm512_castsi512_ps(r[1]);
+    // quarter k: lane 0 block 2k, 1 block 2k+1, 2 block 8+2k, 3 block 9+2k
+    const __m512i f = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
+                                       _mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15), f);
   }
   __m512i table_;
 };
@@ -146,12 +172,11 @@ struct e2m1_sums {
 template <class Element, class Ints>
 struct word_sums {
   word_sums() : table_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)); }) {}
-  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const std::int8_t*, const std::int16_t* x,
-                                   const std::int32_t*, __m512i& sums) const {
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[16];
     for (int i = 0; i < 16; ++i)
-      r[i] = dot_s16(_mm512_setzero_si512(), words(codes, i), _mm512_loadu_si512(x + 32 * i));
-    sums = block_totals<1>(r);
+      r[i] = dot_s16(_mm512_setzero_si512(), words(codes, i), _mm512_loadu_si512(x.wide + 32 * i));
+    sums = _mm512_cvtepi32_ps(block_totals<1>(r));
     return true;
   }
 
@@ -181,8 +206,7 @@ struct e4m3_sums {
         hi0_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)) >> 8; }),
         hi1_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c + 64)) >> 8; }) {}
   /// false when a block holds a NaN code (S.1111.111).
-  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const std::int8_t*, const std::int16_t* x,
-                                   const std::int32_t*, __m512i& sums) const {
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[16];
     __mmask32 nan = 0;
     for (int i = 0; i < 16; ++i) {
@@ -195,18 +219,153 @@ struct e4m3_sums {
       __m512i hi = _mm512_mask_blend_epi16(upper, hi0_(magnitude), hi1_(magnitude));
       lo = _mm512_mask_sub_epi16(lo, negative, _mm512_setzero_si512(), lo);
       hi = _mm512_mask_sub_epi16(hi, negative, _mm512_setzero_si512(), hi);
-      const __m512i xs = _mm512_loadu_si512(x + 32 * i);
+      const __m512i xs = _mm512_loadu_si512(x.wide + 32 * i);
       r[i] = _mm512_add_epi32(dot_s16(_mm512_setzero_si512(), lo, xs),
                               _mm512_slli_epi32(dot_s16(_mm512_setzero_si512(), hi, xs), 8));
     }
     if (nan) return false;
-    sums = block_totals<1>(r);
+    sums = _mm512_cvtepi32_ps(block_totals<1>(r));
     return true;
   }
 
  private:
   word_table64 lo0_, lo1_, hi0_, hi1_;
 };
+
+#if defined(__AVX512VBMI__)
+// ---- VBMI: codes as bytes, looked up in 64- and 128-entry byte tables -------------------
+
+/// 64 codes of `Bits` bits, one per byte, in order (6-bit codes: 48 bytes read, no more).
+template <int Bits>
+BLOCKCAST_INLINE __m512i code_bytes(const std::uint8_t* p) {
+  if constexpr (Bits == 8) {
+    return _mm512_loadu_si512(p);
+  } else {
+    static_assert(Bits == 6, "8- or 6-bit codes");
+    // 3 bytes (4 codes) per 32-bit word, then each code's 6 bits picked by vpmultishiftqb
+    const __m512i raw = _mm512_maskz_loadu_epi8(0x0000ffffffffffffull, p);
+    alignas(64) static constexpr std::uint8_t spread[64] = {
+        0,  1,  2,  2,  3,  4,  5,  5,  6,  7,  8,  8,  9,  10, 11, 11, 12, 13, 14, 14, 15, 16,
+        17, 17, 18, 19, 20, 20, 21, 22, 23, 23, 24, 25, 26, 26, 27, 28, 29, 29, 30, 31, 32, 32,
+        33, 34, 35, 35, 36, 37, 38, 38, 39, 40, 41, 41, 42, 43, 44, 44, 45, 46, 47, 47};
+    const __m512i words = _mm512_permutexvar_epi8(_mm512_load_si512(spread), raw);
+    const __m512i shifts = _mm512_set1_epi64(0x322c2620120c0600ll);  // 0, 6, 12, 18, 32, 38, 44, 50
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(shifts, words), _mm512_set1_epi8(0x3f));
+  }
+}
+
+/// A byte table over the codes of an element format (6 bits: all 64 codes; 8 bits: the 128
+/// magnitudes, the sign bit ignored).
+template <int Bits>
+struct byte_table {
+  byte_table() : lo(_mm512_setzero_si512()), hi(_mm512_setzero_si512()) {}
+  template <class Byte>
+  explicit byte_table(Byte byte_of) {
+    alignas(64) std::uint8_t t[128];
+    for (int c = 0; c < 128; ++c) t[c] = static_cast<std::uint8_t>(byte_of(c));
+    lo = _mm512_load_si512(t);
+    hi = _mm512_load_si512(t + 64);
+  }
+  BLOCKCAST_INLINE __m512i operator()(__m512i codes) const {
+    if constexpr (Bits == 8) return _mm512_permutex2var_epi8(lo, codes, hi);
+    else return _mm512_permutexvar_epi8(codes, lo);
+  }
+  __m512i lo, hi;
+};
+
+/// Formats whose integers fit a byte with an offset (E2M3: +-60): the code is looked up as
+/// integer + offset, an unsigned byte, against the signed activation bytes; offset * sum(x)
+/// is subtracted per block. 64 codes (two blocks of 32) per vector.
+template <class Element, class Ints>
+struct offset_byte_sums {
+  static constexpr int offset = static_cast<int>(Ints::max_magnitude());
+  static_assert(2 * offset <= 255, "integer + offset must be an unsigned byte");
+  offset_byte_sums() : table_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)) + offset; }) {}
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
+    __m512i r[8];
+    for (int i = 0; i < 8; ++i) {
+      const __m512i u = table_(code_bytes<Element::bits>(codes + 8 * Element::bits * i));
+      r[i] = dot_u8s8(_mm512_setzero_si512(), u, _mm512_loadu_si512(x.codes + 64 * i));
+    }
+    const __m512i totals = block_totals<2>(r);
+    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x.sums), _mm512_set1_epi32(offset))));
+    return true;
+  }
+
+ private:
+  byte_table<Element::bits> table_;
+};
+
+/// Formats with larger integers (E3M2: 448, E4M3: 448 * 2^9, E5M2: 57344 * 2^16): |integer|
+/// in base-128 digits, each digit times the product of the two signs as a signed byte,
+/// against |x| as an unsigned byte (at most 128: no pair of products saturates 16 bits).
+/// Digits are recombined in int32 in parts of at most 28 bits, the parts in int64.
+template <class Element, class Ints>
+struct digit_sums {
+  static constexpr int digits = [] {
+    int d = 1;
+    for (std::int64_t m = Ints::max_magnitude(); m >= 128; m >>= 7) ++d;
+    return d;
+  }();
+  static constexpr int digits_per_part = 2;  // a part's block sum < 2^14 * 128 * 32 = 2^26
+  static constexpr int parts = (digits + 1) / digits_per_part;
+  static constexpr std::uint8_t sign_bit = static_cast<std::uint8_t>(1u << (Element::bits - 1));
+  /// The smallest magnitude code that is Inf or NaN (none: above every code).
+  static constexpr int first_special = [] {
+    for (int c = 0; c < (1 << (Element::bits - 1)); ++c)
+      if (Ints::special(static_cast<std::uint8_t>(c))) return c;
+    return 1 << (Element::bits - 1);
+  }();
+
+  digit_sums() {
+    for (int d = 0; d < digits; ++d)
+      tables_[d] = byte_table<Element::bits>([d](int c) {
+        const std::int64_t v = Ints::integer(static_cast<std::uint8_t>(c));
+        return ((v < 0 ? -v : v) >> (7 * d)) & 127;
+      });
+  }
+  /// false when a block holds an Inf or NaN code.
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
+    __m512i r[parts][8];
+    __mmask64 special = 0;
+    for (int i = 0; i < 8; ++i) {
+      const __m512i c = code_bytes<Element::bits>(codes + 8 * Element::bits * i);
+      const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi8(static_cast<char>(sign_bit - 1)));
+      special |= _mm512_cmpge_epu8_mask(magnitude, _mm512_set1_epi8(static_cast<char>(first_special)));
+      const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit))) ^
+                                 _mm512_movepi8_mask(_mm512_loadu_si512(x.codes + 64 * i));
+      const __m512i abs_x = _mm512_loadu_si512(x.magnitudes + 64 * i);
+      for (int p = 0; p < parts; ++p) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int d = p * digits_per_part; d < std::min(digits, (p + 1) * digits_per_part); ++d) {
+          __m512i digit = tables_[d](c);
+          digit = _mm512_mask_sub_epi8(digit, negative, _mm512_setzero_si512(), digit);
+          const __m512i products = dot_u8s8(_mm512_setzero_si512(), abs_x, digit);
+          acc = _mm512_add_epi32(acc, _mm512_slli_epi32(products, 7 * (d - p * digits_per_part)));
+        }
+        r[p][i] = acc;
+      }
+    }
+    if (special) return false;
+    if constexpr (parts == 1) {
+      sums = _mm512_cvtepi32_ps(block_totals<2>(r[0]));
+    } else {
+      // S = sum over parts of part * 2^(14 p), exact in int64, rounded once to FP32
+      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+      for (int p = 0; p < parts; ++p) {
+        const __m512i t = block_totals<2>(r[p]);
+        lo = _mm512_add_epi64(lo, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(t)), 14 * p));
+        hi = _mm512_add_epi64(hi, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(t, 1)), 14 * p));
+      }
+      sums = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(lo)), _mm512_cvtepi64_ps(hi), 1);
+    }
+    return true;
+  }
+
+ private:
+  byte_table<Element::bits> tables_[digits];
+};
+#endif
 
 /// 16 block scales times 2^-shift as FP32 (exact), NaN codes to NaN.
 BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, e8m0) {
@@ -246,35 +405,75 @@ BLOCKCAST_INLINE __m512 rounded(__m512 x) {
 BLOCKCAST_AVX512_SUMS(mxfp4, avx512::e2m1_sums<element_integers<fp4_e2m1>, 32>)
 BLOCKCAST_AVX512_SUMS(nvfp4, avx512::e2m1_sums<element_integers<fp4_e2m1>, 16>)
 BLOCKCAST_AVX512_SUMS(mxint8, avx512::word_sums<int8, element_integers<int8>>)
+#if defined(__AVX512VBMI__)
+BLOCKCAST_AVX512_SUMS(mxfp6_e2m3, avx512::offset_byte_sums<fp6_e2m3, element_integers<fp6_e2m3>>)
+BLOCKCAST_AVX512_SUMS(mxfp6_e3m2, avx512::digit_sums<fp6_e3m2, element_integers<fp6_e3m2>>)
+BLOCKCAST_AVX512_SUMS(mxfp8_e4m3, avx512::digit_sums<fp8_e4m3, element_integers<fp8_e4m3>>)
+BLOCKCAST_AVX512_SUMS(mxfp8_e5m2, avx512::digit_sums<fp8_e5m2, element_integers<fp8_e5m2>>)
+#else
 BLOCKCAST_AVX512_SUMS(mxfp6_e2m3, avx512::word_sums<fp6_e2m3, element_integers<fp6_e2m3>>)
 BLOCKCAST_AVX512_SUMS(mxfp6_e3m2, avx512::word_sums<fp6_e3m2, element_integers<fp6_e3m2>>)
 BLOCKCAST_AVX512_SUMS(mxfp8_e4m3, avx512::e4m3_sums<fp8_e4m3, element_integers<fp8_e4m3>>)
+#endif
 #undef BLOCKCAST_AVX512_SUMS
 template <class Format, class Arch>
 class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
   using sums_kernel = typename avx512_block_sums<Format>::type;
 
  public:
-  explicit group_dot(int shift) : acc_(_mm512_setzero_ps()), shift_(_mm512_set1_ps(blockcast::detail::exp2i(-shift))) {}
+  /// The 16 partial sums p[0..16) (mx_dot.hpp), one per lane.
+  using partials = __m512;
 
-  /// Adds the terms of the 16 blocks at `codes`; false (nothing added) when one of them holds
-  /// an Inf or NaN element, which the caller handles.
-  BLOCKCAST_INLINE bool add(const std::uint8_t* codes, const std::uint8_t* scales, const std::int8_t* x,
-                            const std::int16_t* x_wide, const std::int32_t* x_sums, const float* x_scales) {
-    __m512i sums;
-    if (!kernel_(codes, x, x_wide, x_sums, sums)) return false;
-    const __m512 d_w = _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_);
-    const __m512 partial = avx512::rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), d_w));
-    acc_ = _mm512_add_ps(acc_, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(x_scales))));
-    return true;
+  explicit group_dot(int shift) : shift_(_mm512_set1_ps(blockcast::detail::exp2i(-shift))) {}
+
+  /// p after `groups` groups of 16 blocks from p = +0: group g's codes at codes +
+  /// g * group_bytes, its scales at scales + 16 g, its activations x.group(16 g).
+  /// special(g, terms) fills the 16 terms of a group with an Inf or NaN element.
+  template <class Activations, class Special>
+  BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
+                                       std::size_t groups, const Activations& x, Special&& special) const {
+    __m512 acc = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < groups; ++g) {
+      prefetch(codes + g * group_bytes, group_bytes);
+      add_group(acc, codes + g * group_bytes, scales + 16 * g, x.group(16 * g), g, special);
+    }
+    return acc;
   }
-  /// Adds 16 terms computed elsewhere.
-  void add_terms(const float* terms) { acc_ = _mm512_add_ps(acc_, _mm512_loadu_ps(terms)); }
-  void store(float* p) const { _mm512_storeu_ps(p, acc_); }
+  static void store(partials p, float* out) { _mm512_storeu_ps(out, p); }
+  /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
+  static BLOCKCAST_INLINE float tree_sum(partials p) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(p), _mm512_extractf32x8_ps(p, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
 
  private:
+  template <class Special>
+  BLOCKCAST_INLINE void add_group(__m512& acc, const std::uint8_t* codes, const std::uint8_t* scales,
+                                  const group_activations& xg, std::size_t g, Special& special) const {
+    __m512 sums;  // fp32(S_b)
+    if (kernel_(codes, xg, sums)) {
+      const __m512 d_w = _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_);
+      const __m512 partial = avx512::rounded(_mm512_mul_ps(sums, d_w));
+      acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(xg.scales))));
+    } else {
+      alignas(64) float terms[16];
+      special(g, terms);
+      acc = _mm512_add_ps(acc, _mm512_load_ps(terms));
+    }
+  }
+
+  /// Asks for the codes `distance` bytes ahead, a line at a time: alone, the hardware
+  /// prefetcher leaves one core well short of the read roof on weights beyond the caches.
+  static BLOCKCAST_INLINE void prefetch(const std::uint8_t* codes, std::size_t bytes) {
+    constexpr std::size_t distance = 32768;
+    const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(codes) + distance;  // may lie past the end
+    for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_NTA);
+  }
+
   sums_kernel kernel_;
-  __m512 acc_, shift_;
+  __m512 shift_;
 };
 #endif
 

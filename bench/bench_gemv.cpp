@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: MIT
+// Inference kernels on packed weights, with their roofs measured in the same run:
+//   gemv/<format>/<rows>/<threads>           MX dot products against MXINT8 activations
+//   gemv_float/<format>/<rows>/<threads>     the exact path: float activations
+//   matmul/<format>/<rows>/<n>/<threads>     Y = X W^T for n rows of float activations
+//   roof_read/<format>/<rows>/<threads>      reading the same weight bytes, nothing else
+//   roof_fma/<threads>                       the FMA peak (independent FP32 fused multiply-adds)
+// Every matrix has K = 4096 columns. gemv figures are weight bytes per second and % of the
+// read roof; matmul figures are GFLOP/s (2 n rows K per call) and % of the FMA peak.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <blockcast/blockcast.hpp>
+
+#include "roof_report.hpp"
+
+namespace bc = blockcast;
+
+namespace {
+
+constexpr std::size_t K = 4096;
+
+const std::vector<float>& normal_values(std::size_t n) {
+  static std::vector<float> v;
+  if (v.size() < n) {
+    v.resize(n);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (auto& x : v) x = normal(rng);
+  }
+  return v;
+}
+
+template <class Format>
+const bc::packed_tensor<Format>& weights(std::size_t rows) {
+  static std::map<std::size_t, bc::packed_tensor<Format>> cache;
+  auto it = cache.find(rows);
+  if (it == cache.end()) it = cache.emplace(rows, bc::quantize<Format>(normal_values(rows * K).data(), rows, K)).first;
+  return it->second;
+}
+
+template <class Format>
+std::size_t weight_bytes(std::size_t rows) {
+  return bc::code_bytes<Format>(rows, K) + bc::scale_bytes<Format>(rows, K);
+}
+
+bc::cast_options with_threads(std::int64_t threads) {
+  bc::cast_options opt;
+  opt.threads = static_cast<unsigned>(threads);
+  return opt;
+}
+
+template <class Format>
+void bm_gemv(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto& w = weights<Format>(rows);
+  const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
+  std::vector<float> y(rows);
+  const auto opt = with_threads(state.range(1));
+  for (auto _ : state) {
+    bc::gemv(w.view(), x.view(), y.data(), opt);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
+}
+
+template <class Format>
+void bm_gemv_float(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto& w = weights<Format>(rows);
+  std::vector<float> y(rows);
+  const auto opt = with_threads(state.range(1));
+  for (auto _ : state) {
+    bc::gemv(w.view(), normal_values(K).data(), y.data(), opt);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
+}
+
+template <class Format>
+void bm_matmul(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0)), n = static_cast<std::size_t>(state.range(1));
+  const auto& w = weights<Format>(rows);
+  std::vector<float> Y(n * rows);
+  const auto opt = with_threads(state.range(2));
+  for (auto _ : state) {
+    bc::matmul(w.view(), normal_values(n * K).data(), n, Y.data(), opt);
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["flops"] = benchmark::Counter(2.0 * static_cast<double>(n * rows * K) * static_cast<double>(state.iterations()),
+                                               benchmark::Counter::kIsRate);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
+}
+
+/// Reads `bytes` bytes (a vector OR over them) on `threads` threads, split like gemv's rows.
+std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned threads, bool prefetch) {
+  using u64 = xsimd::batch<std::uint64_t>;
+  constexpr std::size_t step = u64::size * 8;
+  std::vector<std::uint64_t> out(threads);
+  bc::detail::parallel_for(threads, threads, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t begin = bytes * t / threads / step * step, end = bytes * (t + 1) / threads / step * step;
+      u64 a(0), b(0);
+      for (std::size_t i = begin; i < end; i += 2 * step) {
+        if (prefetch) __builtin_prefetch(p + i + 4096);
+        a |= u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(p + i));
+        b |= u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(p + i + step));
+      }
+      out[t] = xsimd::hadd(a | b);
+    }
+  });
+  std::uint64_t r = 0;
+  for (auto v : out) r |= v;
+  return r;
+}
+
+template <class Format>
+void bm_roof_read(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto threads = static_cast<unsigned>(state.range(1));
+  const std::size_t bytes = weight_bytes<Format>(rows);
+  std::vector<std::uint8_t> buffer(bytes + 256, 1);
+  for (auto _ : state) {
+    double best = 1e30;
+    for (bool prefetch : {false, true}) {
+      const auto start = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(read_bytes(buffer.data(), bytes, threads, prefetch));
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    state.SetIterationTime(best);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+}
+
+void bm_roof_fma(benchmark::State& state) {
+  using f32 = xsimd::batch<float>;
+  const auto threads = static_cast<unsigned>(state.range(0));
+  constexpr std::size_t chains = 12, steps = 1 << 20;
+  for (auto _ : state) {
+    bc::detail::parallel_for(threads, threads, 1, [&](std::size_t, std::size_t) {
+      f32 acc[chains];
+      for (std::size_t c = 0; c < chains; ++c) acc[c] = f32(static_cast<float>(c));
+      const f32 a(0.999f), b(0.001f);
+      for (std::size_t i = 0; i < steps; ++i)
+        for (std::size_t c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], a, b);
+      f32 s = acc[0];
+      for (std::size_t c = 1; c < chains; ++c) s += acc[c];
+      benchmark::DoNotOptimize(s);
+    });
+  }
+  state.counters["flops"] = benchmark::Counter(2.0 * f32::size * chains * steps * threads * static_cast<double>(state.iterations()),
+                                               benchmark::Counter::kIsRate);
+}
+
+template <class Format>
+void register_format(const std::string& name) {
+  // Google Benchmark appends the arguments: gemv/<format>/<rows>/<threads>, ...
+  auto* gemv = benchmark::RegisterBenchmark(("gemv/" + name).c_str(), bm_gemv<Format>);
+  auto* gemv_float = benchmark::RegisterBenchmark(("gemv_float/" + name).c_str(), bm_gemv_float<Format>);
+  auto* read = benchmark::RegisterBenchmark(("roof_read/" + name).c_str(), bm_roof_read<Format>);
+  auto* matmul = benchmark::RegisterBenchmark(("matmul/" + name).c_str(), bm_matmul<Format>);
+  for (std::int64_t rows : {4096, 16384})
+    for (std::int64_t threads : {1, 2}) {
+      for (auto* b : {gemv, gemv_float, read}) b->Args({rows, threads});
+      for (std::int64_t n : {1, 8, 64, 512}) matmul->Args({rows, n, threads});
+    }
+  for (auto* b : {gemv, gemv_float, read, matmul}) b->Unit(benchmark::kMillisecond);
+  read->UseManualTime();
+}
+
+/// gemv: GB/s of weights and % of the read roof; matmul: GFLOP/s and % of the FMA peak.
+void print_summary(const roof::rates& rates, std::FILE* out) {
+  std::fprintf(out, "\n%-34s %10s %10s %7s\n", "kernel", "rate", "roof", "% roof");
+  for (const auto& [name, rate] : rates) {
+    const auto kind = name.substr(0, name.find('/'));
+    const auto rest = name.substr(kind.size());  // /format/rows[/n]/threads
+    const auto threads = name.substr(name.rfind('/') + 1);
+    std::string roof_name, unit;
+    if (kind == "gemv" || kind == "gemv_float") {
+      roof_name = "roof_read" + rest + "/manual_time";
+      unit = "GB/s";
+    } else if (kind == "matmul") {
+      roof_name = "roof_fma/" + threads;
+      unit = "GFLOP/s";
+    } else {
+      continue;
+    }
+    const auto r = rates.find(roof_name);
+    if (r == rates.end()) continue;
+    std::fprintf(out, "%-34s %10.2f %10.2f %6.0f%%  %s\n", name.c_str(), rate / 1e9, r->second / 1e9,
+                 100.0 * rate / r->second, unit.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+#define BLOCKCAST_BENCH_FORMAT(alias, ...) register_format<bc::alias>(#alias);
+  BLOCKCAST_PRESETS(BLOCKCAST_BENCH_FORMAT)
+#undef BLOCKCAST_BENCH_FORMAT
+  for (std::int64_t threads : {1, 2})
+    benchmark::RegisterBenchmark("roof_fma", bm_roof_fma)->Arg(threads)->Unit(benchmark::kMillisecond);
+
+  const std::string format = roof::requested_format(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+  // matmul and the FMA peak report flops, gemv and the read roof bytes
+  roof::run_with_summary(format, {"flops", "bytes_per_second"}, print_summary);
+  benchmark::Shutdown();
+  return 0;
+}
