@@ -2,6 +2,7 @@
 // Quantize, dequantize and fake-quantize per format, reference vs SIMD, from in-cache to far
 // beyond the last-level cache, with the bandwidth roofs measured in the same run.
 //   quantize/<format>/<impl>/<n>    dequantize/<format>/<impl>/<n>
+//   quantize_alloc/<format>/simd/<n>  (quantize<F>(in, n): a fresh packed_tensor per call)
 //   fake_quantize/<format>/<impl>/<n>
 //   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_fake_quantize/<format>/<n>
 // impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
@@ -60,6 +61,20 @@ void bm_quantize(benchmark::State& state) {
   for (auto _ : state) {
     if constexpr (Simd) bc::quantize_into<Format>(x.data(), 1, n, p.mutable_view());
     else bc::reference::quantize<Format>(x.data(), 1, n, p.mutable_view());
+    benchmark::DoNotOptimize(p.codes().data());
+    benchmark::ClobberMemory();
+  }
+  set_counters<Format>(state, n, input_reads<Format>() * n * 4 + packed_bytes<Format>(n));
+}
+
+/// The allocating call: quantize<F>(in, n) into a fresh packed_tensor each time (its pages
+/// are first touched by the kernel).
+template <class Format>
+void bm_quantize_alloc(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto& x = input(n);
+  for (auto _ : state) {
+    const auto p = bc::quantize<Format>(x.data(), n);
     benchmark::DoNotOptimize(p.codes().data());
     benchmark::ClobberMemory();
   }
@@ -165,6 +180,7 @@ void register_format(const std::string& name, bool with_roofs = true) {
   };
   add("quantize", "reference", bm_quantize<Format, false>);
   add("quantize", "simd", bm_quantize<Format, true>);
+  add("quantize_alloc", "simd", bm_quantize_alloc<Format>);
   add("dequantize", "reference", bm_dequantize<Format, false>);
   add("dequantize", "simd", bm_dequantize<Format, true>);
   add("fake_quantize", "reference", bm_fake_quantize<Format, false>);
@@ -187,7 +203,8 @@ void print_roofs(const roof::rates& rates, std::FILE* out) {
     const auto p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
     if (p3 == std::string::npos || name.substr(p2 + 1, p3 - p2 - 1) != "simd") continue;
     const std::string kind = name.substr(0, p1), format = name.substr(p1 + 1, p2 - p1 - 1), n = name.substr(p3 + 1);
-    const auto rr = rates.find("roof_" + kind + "/" + format + "/" + n + "/manual_time");
+    const std::string roof_kind = kind == "quantize_alloc" ? "quantize" : kind;  // the same bytes move
+    const auto rr = rates.find("roof_" + roof_kind + "/" + format + "/" + n + "/manual_time");
     if (rr == rates.end()) continue;
     std::fprintf(out, "%-36s %12.3f %12.3f %8.0f%%\n", name.c_str(), rate / 1e9, rr->second / 1e9,
                  100.0 * rate / rr->second);

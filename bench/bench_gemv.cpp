@@ -101,21 +101,24 @@ void bm_matmul(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
 }
 
-/// Reads `bytes` bytes (a vector OR over them) on `threads` threads, split like gemv's rows.
-std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned threads, bool prefetch) {
+/// Reads `bytes` bytes (a vector OR over them, four independent chains) on `threads`
+/// threads, split like gemv's rows; `prefetch` bytes ahead, a line at a time (0: none).
+std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned threads, std::size_t prefetch) {
   using u64 = xsimd::batch<std::uint64_t>;
-  constexpr std::size_t step = u64::size * 8;
+  constexpr std::size_t step = u64::size * 8, unroll = 4;
   std::vector<std::uint64_t> out(threads);
   bc::detail::parallel_for(threads, threads, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t begin = bytes * t / threads / step * step, end = bytes * (t + 1) / threads / step * step;
-      u64 a(0), b(0);
-      for (std::size_t i = begin; i < end; i += 2 * step) {
-        if (prefetch) __builtin_prefetch(p + i + 4096);
-        a |= u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(p + i));
-        b |= u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(p + i + step));
+      const std::size_t chunk = unroll * step;
+      const std::size_t begin = bytes * t / threads / chunk * chunk, end = bytes * (t + 1) / threads / chunk * chunk;
+      u64 acc[unroll] = {u64(0), u64(0), u64(0), u64(0)};
+      for (std::size_t i = begin; i < end; i += chunk) {
+        for (std::size_t u = 0; u < unroll; ++u) {
+          if (prefetch != 0 && step * u % 64 == 0) __builtin_prefetch(p + i + u * step + prefetch);
+          acc[u] |= u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(p + i + u * step));
+        }
       }
-      out[t] = xsimd::hadd(a | b);
+      out[t] = xsimd::hadd((acc[0] | acc[1]) | (acc[2] | acc[3]));
     }
   });
   std::uint64_t r = 0;
@@ -131,7 +134,7 @@ void bm_roof_read(benchmark::State& state) {
   std::vector<std::uint8_t> buffer(bytes + 256, 1);
   for (auto _ : state) {
     double best = 1e30;
-    for (bool prefetch : {false, true}) {
+    for (std::size_t prefetch : {0, 4096, 8192}) {
       const auto start = std::chrono::steady_clock::now();
       benchmark::DoNotOptimize(read_bytes(buffer.data(), bytes, threads, prefetch));
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -3,6 +3,8 @@
 // their explicit instantiations for the presets. Each including file is compiled for its ISA.
 #include "blockcast/dispatch.hpp"
 #include "blockcast/kernels/cast.hpp"
+#include "blockcast/kernels/dot.hpp"
+#include "blockcast/kernels/mx_dot.hpp"
 
 namespace blockcast::runtime {
 
@@ -22,6 +24,25 @@ template <class Arch>
 void fake_quantize_op<Format>::operator()(Arch, const float* in, float* out, std::size_t rows,
                                           std::size_t cols, const cast_options& opt) const {
   simd::tensor_casts<Format, Arch>::fake_quantize(in, out, rows, cols, opt);
+}
+
+template <class Format>
+template <class Arch>
+void dequantize_bf16_op<Format>::operator()(Arch, packed_view<Format> in, std::size_t r0, std::size_t r1,
+                                            std::uint16_t* out) const {
+  simd::tensor_casts<Format, Arch>::dequantize_bf16_rows(in, r0, r1, out);
+}
+template <class Format>
+template <class Arch>
+void float_dot_op<Format>::operator()(Arch, packed_view<Format> w, std::size_t r0, std::size_t r1, const float* x,
+                                      float* y) const {
+  simd::dot_kernels<Format, Arch>::rows(w, r0, r1, x, y);
+}
+template <class Format>
+template <class Arch>
+void mx_dot_op<Format>::operator()(Arch, packed_view<Format> w, std::size_t r0, std::size_t r1,
+                                   const mx_activations<Format>& x, float* y) const {
+  simd::mx_dot_kernels<Format, Arch>::rows(w, r0, r1, x, y);
 }
 
 template <class Arch>
@@ -49,7 +70,15 @@ template error_sums squared_error_sums_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_
                                                              unsigned) const;                          \
   template void fake_quantize_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, float*,  \
                                                                 std::size_t, std::size_t,              \
-                                                                const cast_options&) const;
+                                                                const cast_options&) const;            \
+  template void dequantize_bf16_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, packed_view<F>,      \
+                                                                  std::size_t, std::size_t,            \
+                                                                  std::uint16_t*) const;               \
+  template void float_dot_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, packed_view<F>, std::size_t, \
+                                                            std::size_t, const float*, float*) const;  \
+  template void mx_dot_op<F>::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, packed_view<F>, std::size_t,   \
+                                                         std::size_t, const mx_activations<F>&,        \
+                                                         float*) const;
 #define BLOCKCAST_INSTANTIATE_PRESET(alias, ...) BLOCKCAST_INSTANTIATE(alias)
 BLOCKCAST_PRESETS(BLOCKCAST_INSTANTIATE_PRESET)
 #undef BLOCKCAST_INSTANTIATE_PRESET

@@ -17,7 +17,11 @@ TEST_CASE("dispatch picks the best instruction set the CPU has", "[dispatch]") {
   const std::string name = bc::runtime::selected_arch_name();
   WARN("dispatched to " << name << " (this file is compiled for " << xsimd::default_arch::name() << ")");
   const auto a = xsimd::available_architectures();
-  if (a.avx512bw) CHECK(name == "avx512bw");
+  __builtin_cpu_init();
+  const bool vbmi = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") &&
+                    __builtin_cpu_supports("avx512vl");
+  if (a.avx512bw && vbmi) CHECK(name == "avx512vbmi");
+  else if (a.avx512bw) CHECK(name == "avx512bw");
   else if (a.avx2) CHECK(name == "avx2");
   else if (a.sse4_2) CHECK(name == "sse4.2");
   STATIC_REQUIRE(bc::detail::dispatched<bc::mxfp4>());
@@ -50,6 +54,42 @@ TEMPLATE_TEST_CASE("dispatched casts equal the reference", "[dispatch]", bc::mxf
       CHECK((std::memcmp(&a[i], &b[i], 4) == 0 || (std::isnan(a[i]) && std::isnan(b[i]))));
       CHECK((std::memcmp(&c[i], &b[i], 4) == 0 || (std::isnan(c[i]) && std::isnan(b[i]))));
     }
+  }
+}
+
+TEMPLATE_TEST_CASE("dispatched BF16 decoding, dot products, gemv and matmul equal the kernels' definitions",
+                   "[dispatch]", bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2, bc::mxfp6_e2m3, bc::mxfp4, bc::mxint8,
+                   bc::nvfp4) {
+  // this file is compiled for baseline x86-64: the reference and the dispatched kernels meet
+  const std::size_t rows = 7, cols = 1100;
+  std::vector<float> x(rows * cols), a(cols);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  for (auto& v : x) v = normal(rng);
+  for (auto& v : a) v = normal(rng);
+  const auto w = bc::quantize<TestType>(x.data(), rows, cols);
+  std::vector<float> decoded(rows * cols);
+  bc::reference::dequantize<TestType>(w.view(), decoded.data());
+  std::vector<std::uint16_t> bf16(rows * cols);
+  bc::dequantize_bf16(w.view(), bf16.data());
+  for (std::size_t i = 0; i < decoded.size(); ++i) {
+    INFO("value " << i);
+    REQUIRE(bf16[i] == bc::detail::to_bf16(decoded[i]));
+  }
+  const auto xq = bc::quantize<bc::mxint8>(a.data(), 1, cols);
+  const bc::mx_activations<TestType> prepared(xq.view());
+  std::vector<float> y(rows), Y(rows), y_float(rows);
+  bc::gemv(w.view(), xq.view(), y.data());
+  bc::matmul(w.view(), a.data(), 1, Y.data());
+  bc::gemv(w.view(), a.data(), y_float.data());
+  for (std::size_t r = 0; r < rows; ++r) {
+    INFO("row " << r);
+    const float want = bc::reference::mx_dot(w.view(), r, prepared);
+    CHECK(std::memcmp(&want, &y[r], 4) == 0);
+    CHECK(std::memcmp(&want, &Y[r], 4) == 0);
+    double exact = 0;
+    for (std::size_t j = 0; j < cols; ++j) exact += static_cast<double>(decoded[r * cols + j]) * a[j];
+    CHECK(std::abs(y_float[r] - exact) <= 1e-5 * (1 + std::abs(exact)));
   }
 }
 

@@ -10,13 +10,15 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <sstream>
+#include <string>
 #include <tuple>
 
 namespace bc = blockcast;
 
 namespace {
 
-using arch = xsimd::default_arch;
+using arch = bc::simd::best_arch;
 using e3m4_16 = bc::block_format<bc::float_format<3, 4, bc::specials::none>, bc::e8m0, 16>;
 using int4_32 = bc::block_format<bc::int_format<4>, bc::e8m0, 32>;
 using formats = std::tuple<bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2, bc::mxfp6_e2m3, bc::mxfp4,
@@ -58,9 +60,108 @@ bool same_bits(const float* a, const float* b, std::size_t n) {
   return true;
 }
 
+template <class E>
+constexpr int mantissa_bits_or_zero() {
+  if constexpr (E::is_float) return E::mantissa_bits;
+  else return 0;
+}
+
+template <class Format>
+std::string format_name() {
+#define BLOCKCAST_TEST_PRESET_NAME(alias, ...) \
+  if (std::is_same_v<Format, bc::alias>) return #alias;
+  BLOCKCAST_PRESETS(BLOCKCAST_TEST_PRESET_NAME)
+#undef BLOCKCAST_TEST_PRESET_NAME
+  using E = typename Format::element_type;
+  constexpr int m = mantissa_bits_or_zero<E>();
+  const std::string element = E::is_float ? "e" + std::to_string(E::bits - 1 - m) + "m" + std::to_string(m)
+                                          : "int" + std::to_string(E::bits);
+  return element + " blocks of " + std::to_string(Format::block_size);
+}
+
+const char* name_of(bc::rounding r) {
+  switch (r) {
+    case bc::rounding::nearest_even: return "nearest_even";
+    case bc::rounding::nearest_away: return "nearest_away";
+    case bc::rounding::toward_zero: return "toward_zero";
+    case bc::rounding::stochastic: return "stochastic";
+  }
+  return "?";
+}
+const char* name_of(bc::scale_rule r) {
+  switch (r) {
+    case bc::scale_rule::ocp_floor: return "ocp_floor";
+    case bc::scale_rule::ceil: return "ceil";
+    case bc::scale_rule::even: return "even";
+    case bc::scale_rule::rceil: return "rceil";
+  }
+  return "?";
+}
+
+std::string hex(std::uint32_t v) {
+  std::ostringstream s;
+  s << "0x" << std::hex << v;
+  return s.str();
+}
+
+/// What a failing comparison prints: the case, the first differing item, wanted and got, and
+/// the FP32 bits of the inputs it came from.
+template <class Format>
+struct case_description {
+  const float* in;
+  std::size_t rows, cols;
+  const bc::cast_options& opt;
+
+  std::string head(const char* what) const {
+    return std::string(what) + " of " + format_name<Format>() + ", rounding " + name_of(opt.round) + ", scale rule " +
+           name_of(opt.scale_rule) + (opt.int8_full_range ? ", int8 full range" : "") + ", " + std::to_string(rows) +
+           " x " + std::to_string(cols) + ": ";
+  }
+  std::string inputs(std::size_t first, std::size_t count) const {
+    std::string s = "input bits";
+    for (std::size_t i = first; i < std::min(first + count, rows * cols); ++i) s += " " + hex(bc::detail::float_bits(in[i]));
+    return s;
+  }
+  /// Code byte i: the values it holds.
+  std::string code_byte(std::size_t i) const {
+    const std::size_t row_bytes = bc::row_code_bytes<Format>(cols), r = i / row_bytes;
+    const std::size_t first = (i % row_bytes) * 8 / Format::element_bits;
+    return "row " + std::to_string(r) + ", values from " + std::to_string(first) + ": " +
+           inputs(r * cols + first, (8 + Format::element_bits - 1) / Format::element_bits);
+  }
+  /// Scale byte i: its block.
+  std::string scale_byte(std::size_t i) const {
+    const std::size_t per_row = bc::blocks_per_row<Format>(cols), r = i / per_row, b = i % per_row;
+    return "row " + std::to_string(r) + ", block " + std::to_string(b) + ": " +
+           inputs(r * cols + b * Format::block_size, std::min<std::size_t>(Format::block_size, 8)) + " ...";
+  }
+};
+
+template <class Format>
+void expect_same_bytes(const char* what, const std::uint8_t* want, const std::uint8_t* got, std::size_t n,
+                       const case_description<Format>& c, bool codes) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (want[i] != got[i]) {
+      FAIL_CHECK(c.head(what) << "first difference at byte " << i << ": wanted " << hex(want[i]) << ", got "
+                              << hex(got[i]) << "; " << (codes ? c.code_byte(i) : c.scale_byte(i)));
+      return;
+    }
+}
+template <class Format>
+void expect_same_floats(const char* what, const float* want, const float* got, const case_description<Format>& c) {
+  for (std::size_t i = 0; i < c.rows * c.cols; ++i)
+    if (!same_bits(want + i, got + i, 1)) {
+      FAIL_CHECK(c.head(what) << "first difference at value " << i << ": wanted " << want[i] << " ("
+                              << hex(bc::detail::float_bits(want[i])) << "), got " << got[i] << " ("
+                              << hex(bc::detail::float_bits(got[i])) << "); " << c.inputs(i, 1));
+      return;
+    }
+}
+
 template <class Format>
 void check_equal(const float* in, std::size_t rows, std::size_t cols, const bc::cast_options& opt) {
   using casts = bc::simd::tensor_casts<Format, arch>;
+  const case_description<Format> c{in, rows, cols, opt};
   // reference
   bc::packed_tensor<Format> want(rows, cols);
   want.set_tensor_scale(bc::reference::quantize<Format>(in, rows, cols, want.mutable_view(), opt));
@@ -72,18 +173,19 @@ void check_equal(const float* in, std::size_t rows, std::size_t cols, const bc::
   bc::mutable_packed_view<Format> got(rows, cols, bc::span<std::uint8_t>(codes.data() + 1, codes.size() - 1),
                                       bc::span<std::uint8_t>(scales.data() + 1, scales.size() - 1));
   const float tensor_scale = casts::quantize(in, rows, cols, got, opt);
+  INFO(c.head("tensor scale") << "wanted " << want.tensor_scale() << ", got " << tensor_scale);
   CHECK(bc::detail::float_bits(tensor_scale) == bc::detail::float_bits(want.tensor_scale()));
-  CHECK(std::equal(want.codes().begin(), want.codes().end(), codes.begin() + 1));
-  CHECK(std::equal(want.scales().begin(), want.scales().end(), scales.begin() + 1));
-  CHECK(codes[0] == 0xaa);
+  expect_same_bytes("quantize codes", want.codes().data(), codes.data() + 1, want.codes().size(), c, true);
+  expect_same_bytes("quantize scales", want.scales().data(), scales.data() + 1, want.scales().size(), c, false);
+  CHECK(codes[0] == 0xaa);  // nothing written before the output
   CHECK(scales[0] == 0xaa);
   std::vector<float> out(rows * cols + 1), fake(rows * cols + 1);
   bc::packed_view<Format> view(rows, cols, bc::span<const std::uint8_t>(codes.data() + 1, codes.size() - 1),
                                bc::span<const std::uint8_t>(scales.data() + 1, scales.size() - 1), tensor_scale);
   casts::dequantize(view, out.data() + 1, opt.threads);
   casts::fake_quantize(in, fake.data() + 1, rows, cols, opt);
-  CHECK(same_bits(out.data() + 1, want_out.data(), rows * cols));
-  CHECK(same_bits(fake.data() + 1, want_fake.data(), rows * cols));
+  expect_same_floats("dequantize", want_out.data(), out.data() + 1, c);
+  expect_same_floats("fake_quantize", want_fake.data(), fake.data() + 1, c);
 }
 
 std::vector<bc::cast_options> all_options() {
@@ -119,7 +221,7 @@ TEMPLATE_LIST_TEST_CASE("SIMD equals the reference at every length class and ali
   for (const auto& opt : all_options()) {
     for (std::size_t n : lengths) {
       for (std::size_t offset : {0, 1, 3}) {
-        INFO("n " << n << " offset " << offset << " rounding " << int(opt.round) << " rule " << int(opt.scale_rule));
+        INFO("length " << n << ", input offset " << offset << " floats");
         check_equal<TestType>(data.data() + offset, 1, n, opt);
       }
     }
@@ -131,7 +233,7 @@ TEMPLATE_LIST_TEST_CASE("SIMD equals the reference on matrices, without and with
     for (auto shape : {std::pair<std::size_t, std::size_t>{7, 96}, {5, 37}, {3, 1000}, {64, 33}}) {
       const auto data = test_data(shape.first * shape.second, 2, specials);
       for (const auto& opt : all_options()) {
-        INFO("shape " << shape.first << " x " << shape.second << " specials " << specials);
+        INFO((specials ? "with" : "without") << " specials");
         check_equal<TestType>(data.data(), shape.first, shape.second, opt);
       }
     }
@@ -161,7 +263,7 @@ TEMPLATE_LIST_TEST_CASE("SIMD equals the reference for every FP32 sign, exponent
         bc::cast_options opt;
         opt.round = round;
         opt.scale_rule = rule;
-        INFO("anchor " << anchor << " rounding " << int(round) << " rule " << int(rule));
+        INFO("block anchor " << anchor);
         check_equal<TestType>(x.data(), 1, x.size(), opt);      // whole groups of blocks
         check_equal<TestType>(x.data(), x.size() / B, B, opt);  // one block per row
       }

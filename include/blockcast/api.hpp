@@ -23,9 +23,9 @@
 namespace blockcast {
 
 /// The kernels the entry points use: the best instruction set this translation unit is
-/// compiled for (e.g. AVX-512 with -march=native, SSE2 on baseline x86-64).
+/// compiled for (e.g. avx512vbmi with -march=native on Zen 4, SSE2 on baseline x86-64).
 template <class Format>
-using default_casts = simd::tensor_casts<Format, xsimd::default_arch>;
+using default_casts = simd::tensor_casts<Format, simd::best_arch>;
 
 namespace detail {
 inline void check_shape(std::size_t rows, std::size_t cols, const char* what) {
@@ -73,7 +73,7 @@ template <class Format>
 packed_tensor<Format> quantize(const float* in, std::size_t rows, std::size_t cols,
                                const cast_options& opt = {}) {
   detail::check_shape(rows, cols, "quantize");
-  packed_tensor<Format> p(rows, cols);
+  auto p = packed_tensor<Format>::for_overwrite(rows, cols);  // quantize_into writes every byte
   p.set_tensor_scale(quantize_into<Format>(in, rows, cols, p.mutable_view(), opt));
   return p;
 }
@@ -130,20 +130,39 @@ void fake_quantize(const float* in, float* out, std::size_t n, const cast_option
   fake_quantize<Format>(in, out, 1, n, opt);
 }
 
+namespace detail {
+// The row kernels behind dequantize_bf16, dot, gemv and matmul: runtime-dispatched for presets
+// when linked with blockcast::dispatch, this file's best_arch otherwise. The dot products of
+// rows r0..r1 go to y[0..r1-r0).
+template <class Format>
+void dequantize_bf16_rows(packed_view<Format> in, std::size_t r0, std::size_t r1, std::uint16_t* out) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (dispatched<Format>()) return runtime::dequantize_bf16_rows<Format>(in, r0, r1, out);
+#endif
+  simd::tensor_casts<Format, simd::best_arch>::dequantize_bf16_rows(in, r0, r1, out);
+}
+template <class Format>
+void float_dot_rows(packed_view<Format> w, std::size_t r0, std::size_t r1, const float* x, float* y) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (dispatched<Format>()) return runtime::float_dot_rows<Format>(w, r0, r1, x, y);
+#endif
+  simd::dot_kernels<Format, simd::best_arch>::rows(w, r0, r1, x, y);
+}
+template <class Format>
+void mx_dot_rows(packed_view<Format> w, std::size_t r0, std::size_t r1, const mx_activations<Format>& x, float* y) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  if constexpr (dispatched<Format>()) return runtime::mx_dot_rows<Format>(w, r0, r1, x, y);
+#endif
+  simd::mx_dot_kernels<Format, simd::best_arch>::rows(w, r0, r1, x, y);
+}
+}  // namespace detail
+
 /// Decodes every value of `in` to BF16 (round to nearest even) into out[0..in.size()).
 template <class Format>
 void dequantize_bf16(packed_view<Format> in, std::uint16_t* out, const cast_options& opt = {}) {
   detail::check_options(opt);
-  const std::size_t cols = in.cols();
   detail::parallel_for(in.rows(), opt.threads, 1, [&](std::size_t r0, std::size_t r1) {
-    std::vector<float> row(cols);
-    for (std::size_t r = r0; r < r1; ++r) {
-      packed_view<Format> one(1, cols, span<const std::uint8_t>(in.row_codes(r), in.row_bytes()),
-                              span<const std::uint8_t>(in.row_scales(r), blocks_per_row<Format>(cols)),
-                              in.tensor_scale());
-      default_casts<Format>::dequantize(one, row.data(), 1);
-      for (std::size_t j = 0; j < cols; ++j) out[r * cols + j] = detail::to_bf16(row[j]);
-    }
+    detail::dequantize_bf16_rows(in, r0, r1, out);
   });
 }
 template <class Format>
@@ -158,7 +177,9 @@ float dot(packed_view<Format> w, std::size_t row, const float* x) {
   if (row >= w.rows())
     detail::fail<shape_error>("dot: row " + std::to_string(row) + " of a tensor with " +
                               std::to_string(w.rows()) + " rows");
-  return simd::dot_kernels<Format, xsimd::default_arch>::row_dot(w, row, x);
+  float y[1];
+  detail::float_dot_rows(w, row, row + 1, x, y);
+  return y[0];
 }
 
 /// y[r] = dot(w, r, x) for every row: a matrix-vector product on packed weights
@@ -167,7 +188,7 @@ template <class Format>
 void gemv(packed_view<Format> w, const float* x, float* y, const cast_options& opt = {}) {
   detail::check_options(opt);
   detail::parallel_for(w.rows(), opt.threads, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) y[r] = simd::dot_kernels<Format, xsimd::default_arch>::row_dot(w, r, x);
+    detail::float_dot_rows(w, r0, r1, x, y + r0);
   });
 }
 template <class Format>
@@ -194,7 +215,9 @@ float dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& 
     detail::fail<shape_error>("dot: row " + std::to_string(row) + " of weights of shape " +
                               detail::shape_string(w.rows(), w.cols()) + " with " +
                               std::to_string(x.cols()) + " activations");
-  return simd::mx_dot_kernels<Format, xsimd::default_arch>::row_dot(w, row, x);
+  float y = 0.0f;
+  detail::mx_dot_rows(w, row, row + 1, x, &y);
+  return y;
 }
 
 /// y[r] = MX dot product of weight row r with one row of MXINT8 activations (x: 1 x cols),
@@ -205,7 +228,7 @@ void gemv(packed_view<Format> w, packed_view<mx_activation_format> x, float* y, 
   detail::check_mx_operands(w, x, "gemv");
   const mx_activations<Format> prepared(x);
   detail::parallel_for(w.rows(), opt.threads, 64, [&](std::size_t r0, std::size_t r1) {
-    simd::mx_dot_kernels<Format, xsimd::default_arch>::rows(w, r0, r1, prepared, y);
+    detail::mx_dot_rows(w, r0, r1, prepared, y + r0);
   });
 }
 
@@ -230,8 +253,7 @@ void matmul(packed_view<Format> w, const float* X, std::size_t n, float* Y, cons
   detail::parallel_for(tiles, opt.threads, 4, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t)
       for (std::size_t i = 0; i < n; ++i)
-        simd::mx_dot_kernels<Format, xsimd::default_arch>::rows(w, t * tile, std::min(rows, (t + 1) * tile), prepared[i],
-                                                                Y + i * rows);
+        detail::mx_dot_rows(w, t * tile, std::min(rows, (t + 1) * tile), prepared[i], Y + i * rows + t * tile);
   });
 }
 template <class Format>
@@ -245,14 +267,14 @@ inline void widen_bf16(const std::uint8_t* src, std::size_t n, float* out) {
 #if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
   return runtime::widen_bf16(src, n, out);
 #endif
-  portable::widen_bf16<xsimd::default_arch>(src, n, out);
+  portable::widen_bf16<simd::best_arch>(src, n, out);
 }
 /// Widens n little-endian IEEE binary16 values (any alignment) to float, exactly.
 inline void widen_f16(const std::uint8_t* src, std::size_t n, float* out) {
 #if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
   return runtime::widen_f16(src, n, out);
 #endif
-  portable::widen_f16<xsimd::default_arch>(src, n, out);
+  portable::widen_f16<simd::best_arch>(src, n, out);
 }
 /// sum w^2 and sum (w - q)^2 of n values (an SQNR's signal and noise), the same for every
 /// alignment of w and q (kernels/convert.hpp).
@@ -260,7 +282,7 @@ inline error_sums squared_error_sums(const float* w, const float* q, std::size_t
 #if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
   return runtime::squared_error_sums(w, q, n);
 #endif
-  return portable::squared_error_sums<xsimd::default_arch>(w, q, n);
+  return portable::squared_error_sums<simd::best_arch>(w, q, n);
 }
 
 }  // namespace blockcast

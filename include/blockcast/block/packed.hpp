@@ -12,6 +12,7 @@
 
 #include "blockcast/block/layout.hpp"
 #include "blockcast/block/span.hpp"
+#include "blockcast/block/storage.hpp"
 #include "blockcast/error.hpp"
 
 namespace blockcast {
@@ -86,9 +87,19 @@ class packed_tensor {
   using format = Format;
 
   packed_tensor() = default;
+  /// All codes and scales zero.
   packed_tensor(std::size_t rows, std::size_t cols)
-      : rows_(rows), cols_(cols), codes_(code_bytes<Format>(rows, cols)),
-        scales_(scale_bytes<Format>(rows, cols)) {}
+      : rows_(rows), cols_(cols), codes_(code_bytes<Format>(rows, cols), 0), scales_(scale_bytes<Format>(rows, cols), 0) {}
+  /// Storage left unwritten, for a caller that writes every byte next (as quantize does):
+  /// no zeroing pass.
+  static packed_tensor for_overwrite(std::size_t rows, std::size_t cols) {
+    packed_tensor p;
+    p.rows_ = rows;
+    p.cols_ = cols;
+    p.codes_.resize(code_bytes<Format>(rows, cols));
+    p.scales_.resize(scale_bytes<Format>(rows, cols));
+    return p;
+  }
 
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
@@ -114,8 +125,8 @@ class packed_tensor {
  private:
   std::size_t rows_ = 0;
   std::size_t cols_ = 0;
-  std::vector<std::uint8_t> codes_;
-  std::vector<std::uint8_t> scales_;
+  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> codes_;
+  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> scales_;
   float tensor_scale_ = 1.0f;
 };
 

@@ -5,8 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "blockcast/kernels/parallel.hpp"
+#include "blockcast/kernels/dot.hpp"
 #include "blockcast/kernels/simd.hpp"
 
 namespace blockcast::simd {
@@ -62,6 +64,20 @@ struct tensor_casts {
                                       in.tensor_scale());
         reference::dequantize<Format>(tail_view, out + r * cols + start);
       }
+    }
+  }
+
+  /// Rows r0..r1 decoded to BF16 (round to nearest even) into out (the whole tensor's),
+  /// through one row of floats.
+  static void dequantize_bf16_rows(packed_view<Format> in, std::size_t r0, std::size_t r1, std::uint16_t* out) {
+    const std::size_t cols = in.cols();
+    std::vector<float> row(cols);
+    for (std::size_t r = r0; r < r1; ++r) {
+      const packed_view<Format> one(1, cols, span<const std::uint8_t>(in.row_codes(r), in.row_bytes()),
+                                    span<const std::uint8_t>(in.row_scales(r), blocks_per_row<Format>(cols)),
+                                    in.tensor_scale());
+      k::dequantize_rows(one, 0, 1, row.data());
+      for (std::size_t j = 0; j < cols; ++j) out[r * cols + j] = detail::to_bf16(row[j]);
     }
   }
 

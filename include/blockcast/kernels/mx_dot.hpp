@@ -236,40 +236,46 @@ struct mx_dot_kernels {
     [[maybe_unused]] std::conditional_t<arch::has_group_dot<Format, Arch>(), arch::group_dot<Format, Arch>, char> group;
   };
 
-  /// y[r] for rows r0..r1.
+  /// The dot products of rows r0..r1 into y[0..r1-r0).
   static void rows(packed_view<Format> w, std::size_t r0, std::size_t r1, const mx_activations<Format>& x, float* y) {
     const state s;
-    for (std::size_t r = r0; r < r1; ++r) y[r] = row_dot(w, r, x, s);
+    for (std::size_t r = r0; r < r1; ++r) y[r - r0] = row_dot(w, r, x, s);
   }
 
   static float row_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x, const state& s = {}) {
     const std::size_t cols = w.cols(), blocks = blocks_per_row<Format>(cols);
-    const std::uint8_t* codes = w.row_codes(row);
-    const std::uint8_t* scales = w.row_scales(row);
+    const std::size_t groups = arch::has_group_dot<Format, Arch>() ? cols / (16 * B) : 0;
+    // the terms of the blocks after the whole groups first: their calls would otherwise keep
+    // the vector accumulator in memory during the groups
+    std::vector<float> rest_terms;
+    if (groups * 16 < blocks) rest_terms = rest(w, row, groups * 16, x);
     float p[16] = {};
-    std::size_t b = 0;
     if constexpr (arch::has_group_dot<Format, Arch>()) {
-      // whole groups of 16 blocks whose codes are all there (the last block may be partial)
       constexpr std::size_t group_bytes = 16 * B * bits / 8;
-      const std::size_t groups = cols / (16 * B);
-      const auto partials = s.group.accumulate(codes, group_bytes, scales, groups, x, special_terms(w, row, x));
-      b = groups * 16;
-      if (b == blocks) return finish(s.group.tree_sum(partials), w);
+      const auto partials =
+          s.group.accumulate(w.row_codes(row), group_bytes, w.row_scales(row), groups, x, special_terms(w, row, x));
+      if (rest_terms.empty()) return finish(s.group.tree_sum(partials), w);
       s.group.store(partials, p);
     }
-    if (b < blocks) {  // the rest, block by block
-      const std::size_t start = b * B;
-      std::vector<std::uint8_t> rest(cols - start);
-      detail::unpack_codes(codes + start * bits / 8, rest.size(), bits, rest.data());
-      for (; b < blocks; ++b) {
-        const std::size_t n = std::min(B, cols - b * B);
-        p[b % 16] = detail::fp32_rounded(p[b % 16] + term(rest.data() + (b * B - start), scales[b], x, b, n));
-      }
+    for (std::size_t i = 0; i < rest_terms.size(); ++i) {
+      const std::size_t b = groups * 16 + i;
+      p[b % 16] = detail::fp32_rounded(p[b % 16] + rest_terms[i]);
     }
     return finish(detail::tree_sum16(p), w);
   }
 
  private:
+  /// The terms of blocks `first` to the end of the row, by the reference's block sums.
+  static std::vector<float> rest(packed_view<Format> w, std::size_t row, std::size_t first,
+                                 const mx_activations<Format>& x) {
+    const std::size_t cols = w.cols(), blocks = blocks_per_row<Format>(cols), start = first * B;
+    std::vector<std::uint8_t> codes(cols - start);
+    detail::unpack_codes(w.row_codes(row) + start * bits / 8, codes.size(), bits, codes.data());
+    std::vector<float> terms;
+    for (std::size_t b = first; b < blocks; ++b)
+      terms.push_back(term(codes.data() + (b * B - start), w.row_scales(row)[b], x, b, std::min(B, cols - b * B)));
+    return terms;
+  }
   /// The terms of group g of a row, by the reference: for groups with an Inf or NaN element.
   static auto special_terms(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x) {
     return [w, row, &x](std::size_t g, float* terms) {

@@ -48,7 +48,7 @@ template <class Format, class Arch, class Enable = void>
 class group_dot;
 
 /// The integer-sum kernel for a format on AVX-512 (void: none).
-template <class Format>
+template <class Format, class Arch>
 struct avx512_block_sums {
   using type = void;
 };
@@ -57,7 +57,7 @@ template <class Format, class Arch>
 constexpr bool has_group_dot() {
 #if XSIMD_WITH_AVX512BW
   return std::is_base_of_v<xsimd::avx512bw, Arch> &&
-         !std::is_void_v<typename avx512_block_sums<Format>::type>;
+         !std::is_void_v<typename avx512_block_sums<Format, Arch>::type>;
 #else
   return false;
 #endif
@@ -66,22 +66,23 @@ constexpr bool has_group_dot() {
 #if XSIMD_WITH_AVX512BW
 namespace avx512 {
 
-/// acc + per lane the sum of 4 products of unsigned bytes u and signed bytes s (no
-/// saturation anywhere for the u <= 24 used here).
+/// acc + per lane the sum of 4 products of unsigned bytes u and signed bytes s: VNNI's
+/// vpdpbusd on avx512vbmi, two multiply-adds otherwise (every caller keeps each pair of
+/// products within 16 bits, so the saturating vpmaddubsw is exact).
+template <class Arch>
 BLOCKCAST_INLINE __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
 #if defined(__AVX512VNNI__)
-  return _mm512_dpbusd_epi32(acc, u, s);
-#else
-  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+  if constexpr (is_vbmi<Arch>()) return _mm512_dpbusd_epi32(acc, u, s);
 #endif
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
 }
 /// acc + per lane the sum of 2 products of signed 16-bit words.
+template <class Arch>
 BLOCKCAST_INLINE __m512i dot_s16(__m512i acc, __m512i a, __m512i b) {
 #if defined(__AVX512VNNI__)
-  return _mm512_dpwssd_epi32(acc, a, b);
-#else
-  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+  if constexpr (is_vbmi<Arch>()) return _mm512_dpwssd_epi32(acc, a, b);
 #endif
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
 }
 
 /// Lane b = the sum of block b's lanes, from 16 / G vectors holding G blocks each (16 / G
@@ -129,7 +130,7 @@ struct word_table64 {
 /// high nibbles the odd ones, so one AND and one shift split them into two vectors without
 /// moving a byte; the activations come split the same way (mx_activations::split_codes).
 /// Each code is looked up (vpshufb) as integer + 12, an unsigned byte.
-template <class Ints, std::size_t B>
+template <class Ints, std::size_t B, class Arch>
 struct e2m1_sums {
   static constexpr int offset = 12;
   e2m1_sums() {
@@ -146,7 +147,7 @@ struct e2m1_sums {
       const __m512i bytes = _mm512_loadu_si512(codes + 64 * i);
       const __m512i even = _mm512_shuffle_epi8(table_, _mm512_and_si512(bytes, low));
       const __m512i odd = _mm512_shuffle_epi8(table_, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low));
-      r[i] = dot_u8s8(dot_u8s8(_mm512_setzero_si512(), even, _mm512_loadu_si512(x.split + 128 * i)), odd,
+      r[i] = dot_u8s8<Arch>(dot_u8s8<Arch>(_mm512_setzero_si512(), even, _mm512_loadu_si512(x.split + 128 * i)), odd,
                       _mm512_loadu_si512(x.split + 128 * i + 64));
     }
     // 128 codes per vector: blocks of 32 are 4 lanes (one 128-bit quarter) each, blocks of
@@ -169,13 +170,13 @@ struct e2m1_sums {
 };
 
 /// Codes that become one signed 16-bit integer each (INT8, E2M3, E3M2); blocks of 32.
-template <class Element, class Ints>
+template <class Element, class Ints, class Arch>
 struct word_sums {
   word_sums() : table_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)); }) {}
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[16];
     for (int i = 0; i < 16; ++i)
-      r[i] = dot_s16(_mm512_setzero_si512(), words(codes, i), _mm512_loadu_si512(x.wide + 32 * i));
+      r[i] = dot_s16<Arch>(_mm512_setzero_si512(), words(codes, i), _mm512_loadu_si512(x.wide + 32 * i));
     sums = _mm512_cvtepi32_ps(block_totals<1>(r));
     return true;
   }
@@ -198,7 +199,7 @@ struct word_sums {
 };
 
 /// E4M3 codes: magnitudes up to 229376 as low byte and the rest, sign applied to both.
-template <class Element, class Ints>
+template <class Element, class Ints, class Arch>
 struct e4m3_sums {
   e4m3_sums()
       : lo0_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)) & 0xff; }),
@@ -220,8 +221,8 @@ struct e4m3_sums {
       lo = _mm512_mask_sub_epi16(lo, negative, _mm512_setzero_si512(), lo);
       hi = _mm512_mask_sub_epi16(hi, negative, _mm512_setzero_si512(), hi);
       const __m512i xs = _mm512_loadu_si512(x.wide + 32 * i);
-      r[i] = _mm512_add_epi32(dot_s16(_mm512_setzero_si512(), lo, xs),
-                              _mm512_slli_epi32(dot_s16(_mm512_setzero_si512(), hi, xs), 8));
+      r[i] = _mm512_add_epi32(dot_s16<Arch>(_mm512_setzero_si512(), lo, xs),
+                              _mm512_slli_epi32(dot_s16<Arch>(_mm512_setzero_si512(), hi, xs), 8));
     }
     if (nan) return false;
     sums = _mm512_cvtepi32_ps(block_totals<1>(r));
@@ -235,20 +236,29 @@ struct e4m3_sums {
 #if defined(__AVX512VBMI__)
 // ---- VBMI: codes as bytes, looked up in 64- and 128-entry byte tables -------------------
 
-/// 64 codes of `Bits` bits, one per byte, in order (6-bit codes: 48 bytes read, no more).
+/// Codes i * 64 .. i * 64 + 63 of a group of 16 blocks of 32 (`group`: its first code byte),
+/// one per byte, in order. Only the group's bytes are read, by plain loads: Zen 4's hardware
+/// prefetcher does not follow masked loads, and a masked 48-byte load made the 6-bit kernels
+/// three times slower beyond the L2.
 template <int Bits>
-BLOCKCAST_INLINE __m512i code_bytes(const std::uint8_t* p) {
+BLOCKCAST_INLINE __m512i code_bytes(const std::uint8_t* group, int i) {
   if constexpr (Bits == 8) {
-    return _mm512_loadu_si512(p);
+    return _mm512_loadu_si512(group + 64 * i);
   } else {
     static_assert(Bits == 6, "8- or 6-bit codes");
-    // 3 bytes (4 codes) per 32-bit word, then each code's 6 bits picked by vpmultishiftqb
-    const __m512i raw = _mm512_maskz_loadu_epi8(0x0000ffffffffffffull, p);
-    alignas(64) static constexpr std::uint8_t spread[64] = {
-        0,  1,  2,  2,  3,  4,  5,  5,  6,  7,  8,  8,  9,  10, 11, 11, 12, 13, 14, 14, 15, 16,
-        17, 17, 18, 19, 20, 20, 21, 22, 23, 23, 24, 25, 26, 26, 27, 28, 29, 29, 30, 31, 32, 32,
-        33, 34, 35, 35, 36, 37, 38, 38, 39, 40, 41, 41, 42, 43, 44, 44, 45, 46, 47, 47};
-    const __m512i words = _mm512_permutexvar_epi8(_mm512_load_si512(spread), raw);
+    // 48 bytes hold the 64 codes: the 64 bytes from there (the last chunk: the 64 ending
+    // there, the group ends with it), then 3 bytes (4 codes) per 32-bit word, then each
+    // code's 6 bits picked by vpmultishiftqb
+    const bool last = i == 7;
+    const __m512i raw = _mm512_loadu_si512(group + 48 * i - (last ? 16 : 0));
+    alignas(64) static constexpr std::uint8_t spread[2][64] = {
+        {0,  1,  2,  2,  3,  4,  5,  5,  6,  7,  8,  8,  9,  10, 11, 11, 12, 13, 14, 14, 15, 16,
+         17, 17, 18, 19, 20, 20, 21, 22, 23, 23, 24, 25, 26, 26, 27, 28, 29, 29, 30, 31, 32, 32,
+         33, 34, 35, 35, 36, 37, 38, 38, 39, 40, 41, 41, 42, 43, 44, 44, 45, 46, 47, 47},
+        {16, 17, 18, 18, 19, 20, 21, 21, 22, 23, 24, 24, 25, 26, 27, 27, 28, 29, 30, 30, 31, 32,
+         33, 33, 34, 35, 36, 36, 37, 38, 39, 39, 40, 41, 42, 42, 43, 44, 45, 45, 46, 47, 48, 48,
+         49, 50, 51, 51, 52, 53, 54, 54, 55, 56, 57, 57, 58, 59, 60, 60, 61, 62, 63, 63}};
+    const __m512i words = _mm512_permutexvar_epi8(_mm512_load_si512(spread[last ? 1 : 0]), raw);
     const __m512i shifts = _mm512_set1_epi64(0x322c2620120c0600ll);  // 0, 6, 12, 18, 32, 38, 44, 50
     return _mm512_and_si512(_mm512_multishift_epi64_epi8(shifts, words), _mm512_set1_epi8(0x3f));
   }
@@ -276,7 +286,7 @@ struct byte_table {
 /// Formats whose integers fit a byte with an offset (E2M3: +-60): the code is looked up as
 /// integer + offset, an unsigned byte, against the signed activation bytes; offset * sum(x)
 /// is subtracted per block. 64 codes (two blocks of 32) per vector.
-template <class Element, class Ints>
+template <class Element, class Ints, class Arch>
 struct offset_byte_sums {
   static constexpr int offset = static_cast<int>(Ints::max_magnitude());
   static_assert(2 * offset <= 255, "integer + offset must be an unsigned byte");
@@ -284,8 +294,8 @@ struct offset_byte_sums {
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[8];
     for (int i = 0; i < 8; ++i) {
-      const __m512i u = table_(code_bytes<Element::bits>(codes + 8 * Element::bits * i));
-      r[i] = dot_u8s8(_mm512_setzero_si512(), u, _mm512_loadu_si512(x.codes + 64 * i));
+      const __m512i u = table_(code_bytes<Element::bits>(codes, i));
+      r[i] = dot_u8s8<Arch>(_mm512_setzero_si512(), u, _mm512_loadu_si512(x.codes + 64 * i));
     }
     const __m512i totals = block_totals<2>(r);
     sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x.sums), _mm512_set1_epi32(offset))));
@@ -300,7 +310,7 @@ struct offset_byte_sums {
 /// in base-128 digits, each digit times the product of the two signs as a signed byte,
 /// against |x| as an unsigned byte (at most 128: no pair of products saturates 16 bits).
 /// Digits are recombined in int32 in parts of at most 28 bits, the parts in int64.
-template <class Element, class Ints>
+template <class Element, class Ints, class Arch>
 struct digit_sums {
   static constexpr int digits = [] {
     int d = 1;
@@ -329,7 +339,7 @@ struct digit_sums {
     __m512i r[parts][8];
     __mmask64 special = 0;
     for (int i = 0; i < 8; ++i) {
-      const __m512i c = code_bytes<Element::bits>(codes + 8 * Element::bits * i);
+      const __m512i c = code_bytes<Element::bits>(codes, i);
       const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi8(static_cast<char>(sign_bit - 1)));
       special |= _mm512_cmpge_epu8_mask(magnitude, _mm512_set1_epi8(static_cast<char>(first_special)));
       const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit))) ^
@@ -340,7 +350,7 @@ struct digit_sums {
         for (int d = p * digits_per_part; d < std::min(digits, (p + 1) * digits_per_part); ++d) {
           __m512i digit = tables_[d](c);
           digit = _mm512_mask_sub_epi8(digit, negative, _mm512_setzero_si512(), digit);
-          const __m512i products = dot_u8s8(_mm512_setzero_si512(), abs_x, digit);
+          const __m512i products = dot_u8s8<Arch>(_mm512_setzero_si512(), abs_x, digit);
           acc = _mm512_add_epi32(acc, _mm512_slli_epi32(products, 7 * (d - p * digits_per_part)));
         }
         r[p][i] = acc;
@@ -367,14 +377,7 @@ struct digit_sums {
 };
 #endif
 
-/// 16 block scales times 2^-shift as FP32 (exact), NaN codes to NaN.
-BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, e8m0) {
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-  __m512i bits = _mm512_slli_epi32(e, 23);
-  bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
-  bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0xff)), _mm512_set1_epi32(0x7fc00000));
-  return _mm512_castsi512_ps(bits);
-}
+/// 16 UE4M3 block scales as FP32 (exact), NaN codes to NaN.
 BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, ue4m3) {
   const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
   const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
@@ -397,34 +400,67 @@ BLOCKCAST_INLINE __m512 rounded(__m512 x) {
 
 }  // namespace avx512
 
-#define BLOCKCAST_AVX512_SUMS(alias, ...) \
-  template <>                              \
-  struct avx512_block_sums<alias> {        \
-    using type = __VA_ARGS__;              \
-  };
-BLOCKCAST_AVX512_SUMS(mxfp4, avx512::e2m1_sums<element_integers<fp4_e2m1>, 32>)
-BLOCKCAST_AVX512_SUMS(nvfp4, avx512::e2m1_sums<element_integers<fp4_e2m1>, 16>)
-BLOCKCAST_AVX512_SUMS(mxint8, avx512::word_sums<int8, element_integers<int8>>)
+// The kernel of each preset: avx512vbmi's where it has its own, avx512bw's otherwise.
+template <class E>
+using ints = element_integers<E>;
+template <class Arch>
+struct avx512_block_sums<mxfp4, Arch> {
+  using type = avx512::e2m1_sums<ints<fp4_e2m1>, 32, Arch>;
+};
+template <class Arch>
+struct avx512_block_sums<nvfp4, Arch> {
+  using type = avx512::e2m1_sums<ints<fp4_e2m1>, 16, Arch>;
+};
+template <class Arch>
+struct avx512_block_sums<mxint8, Arch> {
+  using type = avx512::word_sums<int8, ints<int8>, Arch>;
+};
 #if defined(__AVX512VBMI__)
-BLOCKCAST_AVX512_SUMS(mxfp6_e2m3, avx512::offset_byte_sums<fp6_e2m3, element_integers<fp6_e2m3>>)
-BLOCKCAST_AVX512_SUMS(mxfp6_e3m2, avx512::digit_sums<fp6_e3m2, element_integers<fp6_e3m2>>)
-BLOCKCAST_AVX512_SUMS(mxfp8_e4m3, avx512::digit_sums<fp8_e4m3, element_integers<fp8_e4m3>>)
-BLOCKCAST_AVX512_SUMS(mxfp8_e5m2, avx512::digit_sums<fp8_e5m2, element_integers<fp8_e5m2>>)
+template <class Arch, class Vbmi, class Bw>
+using vbmi_or_bw = std::conditional_t<is_vbmi<Arch>(), Vbmi, Bw>;
+template <class Arch>
+struct avx512_block_sums<mxfp6_e2m3, Arch> {
+  using type = vbmi_or_bw<Arch, avx512::offset_byte_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>,
+                          avx512::word_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>>;
+};
+template <class Arch>
+struct avx512_block_sums<mxfp6_e3m2, Arch> {
+  using type = vbmi_or_bw<Arch, avx512::digit_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>,
+                          avx512::word_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>>;
+};
+template <class Arch>
+struct avx512_block_sums<mxfp8_e4m3, Arch> {
+  using type = vbmi_or_bw<Arch, avx512::digit_sums<fp8_e4m3, ints<fp8_e4m3>, Arch>,
+                          avx512::e4m3_sums<fp8_e4m3, ints<fp8_e4m3>, Arch>>;
+};
+template <class Arch>
+struct avx512_block_sums<mxfp8_e5m2, Arch> {
+  using type = vbmi_or_bw<Arch, avx512::digit_sums<fp8_e5m2, ints<fp8_e5m2>, Arch>, void>;
+};
 #else
-BLOCKCAST_AVX512_SUMS(mxfp6_e2m3, avx512::word_sums<fp6_e2m3, element_integers<fp6_e2m3>>)
-BLOCKCAST_AVX512_SUMS(mxfp6_e3m2, avx512::word_sums<fp6_e3m2, element_integers<fp6_e3m2>>)
-BLOCKCAST_AVX512_SUMS(mxfp8_e4m3, avx512::e4m3_sums<fp8_e4m3, element_integers<fp8_e4m3>>)
+template <class Arch>
+struct avx512_block_sums<mxfp6_e2m3, Arch> {
+  using type = avx512::word_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>;
+};
+template <class Arch>
+struct avx512_block_sums<mxfp6_e3m2, Arch> {
+  using type = avx512::word_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>;
+};
+template <class Arch>
+struct avx512_block_sums<mxfp8_e4m3, Arch> {
+  using type = avx512::e4m3_sums<fp8_e4m3, ints<fp8_e4m3>, Arch>;
+};
 #endif
-#undef BLOCKCAST_AVX512_SUMS
 template <class Format, class Arch>
 class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
-  using sums_kernel = typename avx512_block_sums<Format>::type;
+  using sums_kernel = typename avx512_block_sums<Format, Arch>::type;
 
  public:
   /// The 16 partial sums p[0..16) (mx_dot.hpp), one per lane.
   using partials = __m512;
 
-  explicit group_dot(int shift) : shift_(_mm512_set1_ps(blockcast::detail::exp2i(-shift))) {}
+  explicit group_dot(int shift)
+      : shift_(_mm512_set1_ps(blockcast::detail::exp2i(-shift))), exponent_bias_(_mm512_set1_ps(static_cast<float>(127 + shift))) {}
 
   /// p after `groups` groups of 16 blocks from p = +0: group g's codes at codes +
   /// g * group_bytes, its scales at scales + 16 g, its activations x.group(16 g).
@@ -454,8 +490,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
                                   const group_activations& xg, std::size_t g, Special& special) const {
     __m512 sums;  // fp32(S_b)
     if (kernel_(codes, xg, sums)) {
-      const __m512 d_w = _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_);
-      const __m512 partial = avx512::rounded(_mm512_mul_ps(sums, d_w));
+      const __m512 partial = avx512::rounded(times_weight_scales(sums, scales));
       acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(xg.scales))));
     } else {
       alignas(64) float terms[16];
@@ -464,16 +499,32 @@ class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
     }
   }
 
-  /// Asks for the codes `distance` bytes ahead, a line at a time: alone, the hardware
-  /// prefetcher leaves one core well short of the read roof on weights beyond the caches.
+  /// Asks for the codes 4 KiB ahead, a line at a time: with it the hardware prefetcher is
+  /// not the only source of memory parallelism, which the longer kernels (6- and 8-bit
+  /// lookups) need beyond the L2.
   static BLOCKCAST_INLINE void prefetch(const std::uint8_t* codes, std::size_t bytes) {
-    constexpr std::size_t distance = 32768;
+    constexpr std::size_t distance = 4096;
     const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(codes) + distance;  // may lie past the end
-    for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_NTA);
+    for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+  }
+
+  /// sums * d_w, rounded once. E8M0: d_w = 2^(e - 127 - shift), so one vscalefps (exact
+  /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent); UE4M3: the decoded
+  /// scale times 2^-shift (exact), then the product.
+  BLOCKCAST_INLINE __m512 times_weight_scales(__m512 sums, const std::uint8_t* scales) const {
+    if constexpr (std::is_same_v<typename Format::scale_type, e8m0>) {
+      const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
+      __m512 exponent = _mm512_sub_ps(_mm512_cvtepi32_ps(e), exponent_bias_);
+      exponent = _mm512_mask_mov_ps(exponent, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0xff)),
+                                    _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
+      return _mm512_scalef_ps(sums, exponent);
+    } else {
+      return _mm512_mul_ps(sums, _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_));
+    }
   }
 
   sums_kernel kernel_;
-  __m512 shift_;
+  __m512 shift_, exponent_bias_;
 };
 #endif
 

@@ -213,17 +213,24 @@ struct kernels {
     /// `two_factors`: MX passes (2^se), two-level formats (s_b, S_dec)).
     BLOCKCAST_INLINE scaled_decoder scaled(float first, float second, bool two_factors) const {
       scaled_decoder d = *this;
-      d.first_ = f32(first);
-      d.second_ = f32(second);
-      d.two_factors_ = two_factors;
-      if constexpr (use_table) {
-        for (std::size_t i = 0; i < table_vectors; ++i) {
-          d.table_[i] = table_[i] * d.first_;
-          if (two_factors) d.table_[i] = d.table_[i] * d.second_;
-        }
-      }
+      d.rescale(*this, first, second, two_factors);
       return d;
     }
+    /// Makes this decoder `base` scaled by first (and second), without copying `base`.
+    BLOCKCAST_INLINE void rescale(const scaled_decoder& base, float first, float second, bool two_factors) {
+      first_ = f32(first);
+      second_ = f32(second);
+      two_factors_ = two_factors;
+      if constexpr (use_table) {
+        for (std::size_t i = 0; i < table_vectors; ++i) {
+          table_[i] = base.table_[i] * first_;
+          if (two_factors) table_[i] = table_[i] * second_;
+        }
+      }
+    }
+
+    /// The (scaled) table of whole codes.
+    const f32* table() const { return table_; }
 
     BLOCKCAST_INLINE f32 operator()(const i32& code) const {
       if constexpr (whole_codes) {
@@ -372,13 +379,12 @@ struct kernels {
     }
   }
 
-#if BLOCKCAST_E2M1_VBMI
   /// Whether MX blocks of E2M1 go through arch::e2m1_rne_packer (it needs |q| < 8, which the
   /// shared exponent guarantees, and the sign of x, which MX formats keep for zeros).
   template <rounding Mode>
-  static constexpr bool e2m1_fast = Mode == rounding::nearest_even && std::is_same_v<element, fp4_e2m1> &&
-                                    !Format::has_tensor_scale && lanes == 16 && B % 32 == 0;
-#endif
+  static constexpr bool e2m1_fast = arch::has_e2m1_packer<Arch>() && Mode == rounding::nearest_even &&
+                                    std::is_same_v<element, fp4_e2m1> && !Format::has_tensor_scale && lanes == 16 &&
+                                    B % 32 == 0;
 
   /// Quantizes `nblocks` whole blocks starting at tensor index first_index: codes packed into
   /// `codes` (block_bytes each), one scale byte per block.
@@ -387,9 +393,7 @@ struct kernels {
                               std::uint64_t first_index) {
     with_mode(ctx.round, [&](auto mode) {
       constexpr rounding Mode = decltype(mode)::value;
-#if BLOCKCAST_E2M1_VBMI
-      const arch::e2m1_rne_packer e2m1;
-#endif
+      [[maybe_unused]] const std::conditional_t<e2m1_fast<Mode>, arch::e2m1_rne_packer, char> e2m1{};
       for (std::size_t g = 0; g < nblocks; g += lanes) {
         const std::size_t count = std::min(lanes, nblocks - g);
         const float* x = in + g * B;
@@ -404,14 +408,12 @@ struct kernels {
           std::uint32_t key = 0;
           if constexpr (Mode == rounding::stochastic)
             key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
-#if BLOCKCAST_E2M1_VBMI
           if constexpr (e2m1_fast<Mode>) {
             for (std::size_t v = 0; v < vectors_per_block; v += 2)
               e2m1.store(factor * f32::load_unaligned(xb + v * lanes), factor * f32::load_unaligned(xb + (v + 1) * lanes),
                          codes + (g + b) * block_bytes + v * lanes / 2);
             continue;
           }
-#endif
           i32 c[vectors_per_block];
           for (std::size_t v = 0; v < vectors_per_block; ++v)
             c[v] = vector_codes<Mode>(xb + v * lanes, factor, ctx.int8_full_range, key,

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "blockcast/config.hpp"
 
@@ -29,10 +30,48 @@
 #pragma GCC diagnostic pop
 #endif
 
+namespace blockcast::simd {
+
+/// AVX-512BW with VBMI and VNNI (Ice Lake, Zen 4 and later): xsimd 8.1 does not know these
+/// extensions, so blockcast names them as an architecture of its own, derived from
+/// avx512bw (every xsimd operation is avx512bw's). Its kernels are the ones that use
+/// vpermb/vpermt2b/vpmultishiftqb and vpdpbusd; the type keeps them apart from avx512bw's,
+/// so that files compiled with and without these extensions never mix their kernels.
+struct avx512vbmi : xsimd::avx512bw {
+#if XSIMD_WITH_AVX512BW && defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
+  static constexpr bool supported() noexcept { return true; }
+#else
+  static constexpr bool supported() noexcept { return false; }
+#endif
+  static constexpr bool available() noexcept { return true; }
+  static constexpr char const* name() noexcept { return "avx512vbmi"; }
+};
+
+/// The best architecture this translation unit is compiled for: the one the entry points use.
+using best_arch = std::conditional_t<avx512vbmi::supported(), avx512vbmi, xsimd::default_arch>;
+
+}  // namespace blockcast::simd
+
+#if XSIMD_WITH_AVX512BW
+namespace xsimd::types {
+template <class T>
+struct get_bool_simd_register<T, blockcast::simd::avx512vbmi> {
+  using type = simd_avx512_bool_register<T>;
+};
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(blockcast::simd::avx512vbmi, avx512bw);
+}  // namespace xsimd::types
+#endif
+
 namespace blockcast::simd::arch {
 
 template <class Arch>
 using i32 = xsimd::batch<std::int32_t, Arch>;
+
+/// Whether Arch has the VBMI/VNNI kernels.
+template <class Arch>
+constexpr bool is_vbmi() {
+  return std::is_base_of_v<avx512vbmi, Arch>;
+}
 
 // ---- generic fallbacks -------------------------------------------------------------------
 
@@ -256,6 +295,17 @@ void unpack_groups(const std::uint8_t* in, std::size_t groups, std::uint8_t* cod
   }
 }
 
+// ---- 4-bit codes split by nibble ---------------------------------------------------------
+
+/// From `lanes` bytes of 4-bit codes: the low nibbles (the even codes) and the high nibbles
+/// (the odd codes), one per lane, without reordering a byte.
+template <class Arch>
+BLOCKCAST_INLINE void split_nibbles(const std::uint8_t* bytes, i32<Arch>& even, i32<Arch>& odd, xsimd::generic) {
+  const i32<Arch> b = widen_bytes<Arch>(bytes, Arch{});
+  even = b & i32<Arch>(0x0f);
+  odd = (b >> 4) & i32<Arch>(0x0f);
+}
+
 // ---- codes of whole vectors: packing and unpacking in registers --------------------------
 
 /// Stores the codes of `count` vectors (count * lanes codes, a multiple of 8), each < 2^Bits,
@@ -401,9 +451,13 @@ BLOCKCAST_INLINE void load_codes(const std::uint8_t* in, std::size_t count, i32<
 //   3. A 128-entry byte table (vpermt2b) maps the index to the saturated, signed code, in the
 //      low nibble for even lanes and the high nibble for odd ones; vpsadbw adds each pair into
 //      a byte and one more vpermt2b gathers 16 bytes from two vectors.
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VBMI__) && defined(__AVX512DQ__)
-#define BLOCKCAST_E2M1_VBMI 1
+/// Whether Arch has e2m1_rne_packer.
+template <class Arch>
+constexpr bool has_e2m1_packer() {
+  return is_vbmi<Arch>();
+}
 
+#if XSIMD_WITH_AVX512BW && defined(__AVX512VBMI__) && defined(__AVX512DQ__)
 struct e2m1_rne_packer {
   /// table[index(s)] for every s the rounding can produce.
   static constexpr std::array<std::uint8_t, 128> make_table() {
@@ -450,6 +504,12 @@ struct e2m1_rne_packer {
 
   __m512i lo_, hi_, gather_;
   __m512 c_factor_;
+};
+#else
+/// Stands in where VBMI is not compiled in (never called: has_e2m1_packer is false).
+struct e2m1_rne_packer {
+  template <class F32>
+  void store(F32, F32, std::uint8_t*) const {}
 };
 #endif
 
@@ -499,6 +559,10 @@ BLOCKCAST_INLINE void store_codes(const i32<Arch>* v, std::size_t count, std::ui
 template <class Arch>
 BLOCKCAST_INLINE i32<Arch> abs_max_bits(const xsimd::batch<float, Arch>& a, const xsimd::batch<float, Arch>& b) {
   return abs_max_bits<Arch>(a, b, Arch{});
+}
+template <class Arch>
+BLOCKCAST_INLINE void split_nibbles(const std::uint8_t* bytes, i32<Arch>& even, i32<Arch>& odd) {
+  split_nibbles<Arch>(bytes, even, odd, Arch{});
 }
 template <class Arch>
 BLOCKCAST_INLINE i32<Arch> or_sign(const i32<Arch>& code, const i32<Arch>& x, std::int32_t sign_bit) {
