@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "inputs.hpp"
 #include "roof.hpp"
 #include "roof_report.hpp"
 
@@ -25,17 +26,7 @@ namespace {
 const std::vector<std::int64_t> sizes = {1 << 16, 1 << 20, 1 << 24, 1 << 26};
 
 /// Weight-like input (shared, built once per size).
-const std::vector<float>& input(std::size_t n) {
-  static std::map<std::size_t, std::vector<float>> cache;
-  auto& v = cache[n];
-  if (v.empty()) {
-    v.resize(n);
-    std::mt19937 rng(1);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
-    for (auto& x : v) x = normal(rng);
-  }
-  return v;
-}
+const std::vector<float>& input(std::size_t n) { return bench_inputs::weight_like(n); }
 
 template <class Format>
 std::size_t packed_bytes(std::size_t n) {

@@ -18,6 +18,7 @@
 
 #include <blockcast/blockcast.hpp>
 
+#include "inputs.hpp"
 #include "roof_report.hpp"
 
 namespace bc = blockcast;
@@ -26,16 +27,7 @@ namespace {
 
 constexpr std::size_t K = 4096;
 
-const std::vector<float>& normal_values(std::size_t n) {
-  static std::vector<float> v;
-  if (v.size() < n) {
-    v.resize(n);
-    std::mt19937 rng(1);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
-    for (auto& x : v) x = normal(rng);
-  }
-  return v;
-}
+const std::vector<float>& normal_values(std::size_t n) { return bench_inputs::weight_like(n); }
 
 template <class Format>
 const bc::packed_tensor<Format>& weights(std::size_t rows) {
