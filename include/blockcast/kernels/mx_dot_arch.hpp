@@ -53,14 +53,29 @@ struct avx512_block_sums {
   using type = void;
 };
 
+/// Whether Arch runs group_dot's AVX-512 kernels for Format.
 template <class Format, class Arch>
-constexpr bool has_group_dot() {
+constexpr bool has_avx512_group_dot() {
 #if XSIMD_WITH_AVX512BW
   return std::is_base_of_v<xsimd::avx512bw, Arch> &&
          !std::is_void_v<typename avx512_block_sums<Format, Arch>::type>;
 #else
   return false;
 #endif
+}
+/// Whether Arch runs group_dot's AVX2 kernel for Format (E2M1: MXFP4, NVFP4).
+template <class Format, class Arch>
+constexpr bool has_avx2_group_dot() {
+#if XSIMD_WITH_AVX2
+  return std::is_base_of_v<xsimd::avx2, Arch> && std::is_same_v<typename Format::element_type, fp4_e2m1> &&
+         (Format::block_size == 32 || Format::block_size == 16);
+#else
+  return false;
+#endif
+}
+template <class Format, class Arch>
+constexpr bool has_group_dot() {
+  return has_avx512_group_dot<Format, Arch>() || has_avx2_group_dot<Format, Arch>();
 }
 
 #if XSIMD_WITH_AVX512BW
@@ -452,7 +467,7 @@ struct avx512_block_sums<mxfp8_e4m3, Arch> {
 };
 #endif
 template <class Format, class Arch>
-class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
+class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch>()>> {
   using sums_kernel = typename avx512_block_sums<Format, Arch>::type;
 
  public:
@@ -525,6 +540,125 @@ class group_dot<Format, Arch, std::enable_if_t<has_group_dot<Format, Arch>()>> {
 
   sums_kernel kernel_;
   __m512 shift_, exponent_bias_;
+};
+#endif
+
+#if XSIMD_WITH_AVX2
+/// E2M1 on AVX2: the AVX-512 kernel's nibble split on 32-byte halves, the products by
+/// vpmaddubsw (integer + 12 <= 24 times |x| <= 128: each pair, and the sum of the even and
+/// odd pairs, stays within 16 bits) and vpmaddwd; 16 partial sums as two 8-lane vectors.
+template <class Format, class Arch>
+class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>()>> {
+  static constexpr std::size_t B = Format::block_size;
+  static constexpr int offset = 12;
+
+ public:
+  /// p[0..8) and p[8..16).
+  struct partials {
+    __m256 lo, hi;
+  };
+
+  explicit group_dot(int shift) : shift_(_mm256_set1_ps(blockcast::detail::exp2i(-shift))) {
+    alignas(16) std::uint8_t t[16];
+    for (int c = 0; c < 16; ++c)
+      t[c] = static_cast<std::uint8_t>(element_integers<typename Format::element_type>::integer(static_cast<std::uint8_t>(c)) + offset);
+    table_ = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+
+  template <class Activations, class Special>
+  BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
+                                       std::size_t groups, const Activations& x, Special&&) const {
+    partials acc{_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (std::size_t g = 0; g < groups; ++g) {
+      const group_activations xg = x.group(16 * g);
+      const std::uint8_t* c = codes + g * group_bytes;
+      __m256i sums[2];
+      block_sums(c, xg, sums);
+      for (int h = 0; h < 2; ++h) {
+        const __m256 s = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+            sums[h], _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg.sums + 8 * h)),
+                                        _mm256_set1_epi32(offset))));
+        const __m256 partial = rounded(_mm256_mul_ps(s, weight_scales(scales + 16 * g + 8 * h)));
+        const __m256 term = rounded(_mm256_mul_ps(partial, _mm256_loadu_ps(xg.scales + 8 * h)));
+        (h == 0 ? acc.lo : acc.hi) = _mm256_add_ps(h == 0 ? acc.lo : acc.hi, term);
+      }
+    }
+    return acc;
+  }
+  static void store(partials p, float* out) {
+    _mm256_storeu_ps(out, p.lo);
+    _mm256_storeu_ps(out + 8, p.hi);
+  }
+  /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
+  static BLOCKCAST_INLINE float tree_sum(partials p) {
+    const __m256 h = _mm256_add_ps(p.lo, p.hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
+
+ private:
+  static BLOCKCAST_INLINE __m256 rounded(__m256 x) {
+#if defined(__GNUC__)
+    asm("" : "+x"(x));
+#endif
+    return x;
+  }
+
+  /// The 16 block sums (before the offset correction) as two vectors of 8.
+  BLOCKCAST_INLINE void block_sums(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
+    constexpr int halves = static_cast<int>(16 * B / 64);  // 32 bytes = 64 codes each
+    const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256i r[halves];
+    for (int k = 0; k < halves; ++k) {
+      // half k of chunk k / 2: its even codes are split[128 (k / 2) + 32 (k % 2) + i], its odd
+      // ones 64 further
+      const std::int8_t* xs = x.split + 128 * (k / 2) + 32 * (k % 2);
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * k));
+      const __m256i even = _mm256_shuffle_epi8(table_, _mm256_and_si256(bytes, low));
+      const __m256i odd = _mm256_shuffle_epi8(table_, _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low));
+      const __m256i pairs =
+          _mm256_add_epi16(_mm256_maddubs_epi16(even, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs))),
+                           _mm256_maddubs_epi16(odd, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 64))));
+      r[k] = _mm256_madd_epi16(pairs, ones);  // lane l: codes 64 k + 8 l .. + 7
+    }
+    if constexpr (B == 32) {
+      // r[k]: lanes 0-3 block 2k, 4-7 block 2k+1; two rounds of hadd, then the order
+      const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i a = _mm256_hadd_epi32(r[4 * h], r[4 * h + 1]), b = _mm256_hadd_epi32(r[4 * h + 2], r[4 * h + 3]);
+        out[h] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(a, b), order);
+      }
+    } else {
+      // r[k]: blocks 4k..4k+3, two lanes each
+      const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+      for (int h = 0; h < 2; ++h) out[h] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(r[2 * h], r[2 * h + 1]), order);
+    }
+  }
+
+  /// d_w of 8 blocks: the decoded scale times 2^-shift, exact; NaN codes to NaN.
+  BLOCKCAST_INLINE __m256 weight_scales(const std::uint8_t* scales) const {
+    const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales)));
+    const __m256i nan = _mm256_set1_epi32(0x7fc00000);
+    __m256 v;
+    if constexpr (std::is_same_v<typename Format::scale_type, e8m0>) {
+      __m256i bits = _mm256_slli_epi32(c, 23);
+      bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(c, _mm256_setzero_si256()));
+      bits = _mm256_blendv_epi8(bits, nan, _mm256_cmpeq_epi32(c, _mm256_set1_epi32(0xff)));
+      v = _mm256_castsi256_ps(bits);
+    } else {
+      const __m256i magnitude = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
+      const __m256 normal = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(magnitude, 20), _mm256_set1_epi32(120 << 23)));
+      const __m256 subnormal = _mm256_mul_ps(_mm256_cvtepi32_ps(magnitude), _mm256_set1_ps(1.0f / 512.0f));
+      v = _mm256_blendv_ps(normal, subnormal, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), magnitude)));
+      v = _mm256_blendv_ps(v, _mm256_castsi256_ps(nan), _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7f))));
+      v = _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24)));
+    }
+    return _mm256_mul_ps(v, shift_);
+  }
+
+  __m256i table_;
+  __m256 shift_;
 };
 #endif
 
