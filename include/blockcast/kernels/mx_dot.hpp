@@ -175,11 +175,16 @@ namespace reference {
 template <class Element>
 double block_sum(const std::uint8_t* w, const std::int8_t* x, std::size_t n) {
   using ints = element_integers<Element>;
+  static constexpr auto integers = [] {
+    std::array<std::int64_t, 256> t{};
+    for (unsigned c = 0; c < 256; ++c) t[c] = ints::integer(static_cast<std::uint8_t>(c));
+    return t;
+  }();
   bool special = false;
   std::int64_t sum = 0;
   for (std::size_t j = 0; j < n; ++j) {
-    special = special || ints::special(w[j]);
-    sum += ints::integer(w[j]) * x[j];
+    if constexpr (Element::has_nan || Element::has_inf) special = special || ints::special(w[j]);
+    sum += integers[w[j]] * x[j];
   }
   if (!special) return static_cast<double>(sum);
   double s = 0.0;
