@@ -128,9 +128,9 @@ class mx_activations {
                                                   integers::shift);
     wide_.resize(codes_.size());
     for (std::size_t i = 0; i < codes_.size(); ++i) wide_[i] = static_cast<std::int8_t>(codes_[i]);
-    magnitudes_.resize(codes_.size());
+    has_min_code_.assign(padded / 16, 0);
     for (std::size_t i = 0; i < codes_.size(); ++i)
-      magnitudes_[i] = static_cast<std::uint8_t>(wide_[i] < 0 ? -wide_[i] : wide_[i]);
+      if (wide_[i] == -128) has_min_code_[i / (16 * B)] = 1;
     split_.resize(codes_.size());  // a whole number of 128s: groups are 256 or 512 codes
     for (std::size_t c = 0; c < codes_.size(); c += 128)
       for (std::size_t i = 0; i < 64; ++i) {
@@ -149,8 +149,8 @@ class mx_activations {
   const std::int16_t* wide_codes() const { return wide_.data(); }
   /// The forms the kernels read for the group of 16 weight blocks starting at `block`.
   simd::arch::group_activations group(std::size_t block) const {
-    return {codes() + block * B, wide_.data() + block * B, split_.data() + block * B, magnitudes_.data() + block * B,
-            sums_.data() + block, scale_.data() + block};
+    return {codes() + block * B,        wide_.data() + block * B, split_.data() + block * B,
+            sums_.data() + block,        scale_.data() + block,    has_min_code_[block / 16] != 0};
   }
   /// d_x of weight block b: the activation block's scale times 2^-6.
   const float* scales() const { return scale_.data(); }
@@ -162,7 +162,7 @@ class mx_activations {
   std::vector<std::uint8_t> codes_;
   std::vector<std::int16_t> wide_;
   std::vector<std::int8_t> split_;
-  std::vector<std::uint8_t> magnitudes_;
+  std::vector<std::uint8_t> has_min_code_;  // per group of 16 weight blocks
   std::vector<float> scale_;
   std::vector<std::int32_t> sums_;
 };

@@ -12,6 +12,9 @@
 //     and multiplied with the activations widened to 16 bits.
 //   * E4M3: its integers reach 448 * 2^9, so they go as two 16-bit halves (low byte, the rest)
 //     whose products are recombined as lo + 256 * hi, exact in int32.
+//   * With VBMI and VNNI, 6- and 8-bit codes are looked up as bytes (vpermb, vpermt2b):
+//     E2M3 as integer + 60 like E2M1; E3M2, E4M3 and E5M2 as base-256 digits of |integer|
+//     against the activations carrying the weight's sign.
 #pragma once
 
 #include <array>
@@ -36,9 +39,9 @@ struct group_activations {
   const std::int8_t* codes;    // in order
   const std::int16_t* wide;    // in order, widened to 16 bits
   const std::int8_t* split;    // per 128 codes: the 64 even-indexed ones, then the 64 odd ones
-  const std::uint8_t* magnitudes;  // in order, |code| (128 for -128)
   const std::int32_t* sums;    // per weight block: the sum of its codes
   const float* scales;         // per weight block: d_x
+  bool has_min_code;           // some code is -128 (whose negation is no signed byte)
 };
 
 /// group_dot<Format, Arch>: adds the terms of 16 blocks at a time into 16 FP32 partial sums
@@ -144,7 +147,8 @@ struct word_table64 {
 /// E2M1 codes: 128 per 64 bytes. The low nibbles of the 64 bytes are the even codes, the
 /// high nibbles the odd ones, so one AND and one shift split them into two vectors without
 /// moving a byte; the activations come split the same way (mx_activations::split_codes).
-/// Each code is looked up (vpshufb) as integer + 12, an unsigned byte.
+/// Each code is looked up (vpshufb; vpermb with VBMI, which needs no mask) as integer + 12, an
+/// unsigned byte.
 template <class Ints, std::size_t B, class Arch>
 struct e2m1_sums {
   static constexpr int offset = 12;
@@ -153,15 +157,29 @@ struct e2m1_sums {
     for (int c = 0; c < 16; ++c) t[c] = static_cast<std::uint8_t>(Ints::integer(static_cast<std::uint8_t>(c)) + offset);
     table_ = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
   }
+  /// The 64 bytes' even codes (low nibbles) and odd codes (high nibbles), looked up.
+  BLOCKCAST_INLINE void lookup(__m512i bytes, __m512i& even, __m512i& odd) const {
+#if defined(__AVX512VBMI__)
+    if constexpr (is_vbmi<Arch>()) {
+      // vpermb reads index bits 0-5 of each byte; the table repeats every 16 entries, so
+      // bits 4-5 (a high nibble, or after the 16-bit shift the next byte's low bits) do not
+      // matter and no mask is needed
+      even = _mm512_permutexvar_epi8(bytes, table_);
+      odd = _mm512_permutexvar_epi8(_mm512_srli_epi16(bytes, 4), table_);
+      return;
+    }
+#endif
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    even = _mm512_shuffle_epi8(table_, _mm512_and_si512(bytes, low));
+    odd = _mm512_shuffle_epi8(table_, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low));
+  }
   /// Block sums of 16 blocks; never meets Inf or NaN.
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     constexpr int chunks = static_cast<int>(16 * B / 128);
-    const __m512i low = _mm512_set1_epi8(0x0f);
     __m512i r[chunks];
     for (int i = 0; i < chunks; ++i) {
-      const __m512i bytes = _mm512_loadu_si512(codes + 64 * i);
-      const __m512i even = _mm512_shuffle_epi8(table_, _mm512_and_si512(bytes, low));
-      const __m512i odd = _mm512_shuffle_epi8(table_, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low));
+      __m512i even, odd;
+      lookup(_mm512_loadu_si512(codes + 64 * i), even, odd);
       r[i] = dot_u8s8<Arch>(dot_u8s8<Arch>(_mm512_setzero_si512(), even, _mm512_loadu_si512(x.split + 128 * i)), odd,
                       _mm512_loadu_si512(x.split + 128 * i + 64));
     }
@@ -248,7 +266,7 @@ struct e4m3_sums {
   word_table64 lo0_, lo1_, hi0_, hi1_;
 };
 
-#if defined(__AVX512VBMI__)
+#if defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
 // ---- VBMI: codes as bytes, looked up in 64- and 128-entry byte tables -------------------
 
 /// Codes i * 64 .. i * 64 + 63 of a group of 16 blocks of 32 (`group`: its first code byte),
@@ -322,65 +340,74 @@ struct offset_byte_sums {
 };
 
 /// Formats with larger integers (E3M2: 448, E4M3: 448 * 2^9, E5M2: 57344 * 2^16): |integer|
-/// in base-128 digits, each digit times the product of the two signs as a signed byte,
-/// against |x| as an unsigned byte (at most 128: no pair of products saturates 16 bits).
-/// Digits are recombined in int32 in parts of at most 28 bits, the parts in int64.
+/// in base-256 digits, unsigned bytes, against the activations with the weight's sign
+/// applied (one masked negation per 64 codes). The digits of a part are combined by Horner's
+/// rule in the int32 lanes (acc = acc * 256 + digit . x'), exact while a part's block sum
+/// stays below 2^31 (E3M2, E4M3: one part; E5M2: two parts of two digits, recombined in
+/// int64). -(-128) does not fit a signed byte, so a group whose activations hold -128 (only
+/// the optional full range has it) returns false and takes the driver's block-by-block
+/// path, as Inf and NaN do; both come out the same bits.
+/// Needs VNNI: a pair of digit products (255 * 128 each) does not fit vpmaddubsw's 16 bits.
 template <class Element, class Ints, class Arch>
 struct digit_sums {
+  static constexpr std::int64_t max_integer = Ints::max_magnitude();
   static constexpr int digits = [] {
     int d = 1;
-    for (std::int64_t m = Ints::max_magnitude(); m >= 128; m >>= 7) ++d;
+    for (std::int64_t m = max_integer; m >= 256; m >>= 8) ++d;
     return d;
   }();
-  static constexpr int digits_per_part = 2;  // a part's block sum < 2^14 * 128 * 32 = 2^26
-  static constexpr int parts = (digits + 1) / digits_per_part;
+  static constexpr std::int64_t block_products = 32 * 128;  // 32 codes, |x| <= 128
+  static constexpr int digits_per_part = max_integer * block_products < (std::int64_t{1} << 31) ? digits : 2;
+  static constexpr int parts = (digits + digits_per_part - 1) / digits_per_part;
+  static_assert(parts == 1 || (std::int64_t{1} << 16) * block_products < (std::int64_t{1} << 31),
+                "a part of two digits must fit int32");
   static constexpr std::uint8_t sign_bit = static_cast<std::uint8_t>(1u << (Element::bits - 1));
-  /// The smallest magnitude code that is Inf or NaN (none: above every code).
-  static constexpr int first_special = [] {
-    for (int c = 0; c < (1 << (Element::bits - 1)); ++c)
-      if (Ints::special(static_cast<std::uint8_t>(c))) return c;
-    return 1 << (Element::bits - 1);
-  }();
+  /// The top digit of an Inf or NaN code (no finite code has it): one compare finds them.
+  static constexpr std::uint8_t special_digit = 0xff;
+  static_assert((max_integer >> (8 * (digits - 1))) < special_digit, "the top digit must have a spare value");
 
   digit_sums() {
     for (int d = 0; d < digits; ++d)
       tables_[d] = byte_table<Element::bits>([d](int c) {
-        const std::int64_t v = Ints::integer(static_cast<std::uint8_t>(c));
-        return ((v < 0 ? -v : v) >> (7 * d)) & 127;
+        const auto code = static_cast<std::uint8_t>(c);
+        if (d == digits - 1 && Ints::special(code)) return int{special_digit};
+        const std::int64_t v = Ints::integer(code);
+        return static_cast<int>(((v < 0 ? -v : v) >> (8 * d)) & 0xff);
       });
   }
-  /// false when a block holds an Inf or NaN code.
+  /// false when a block holds an Inf or NaN code, or an activation is -128.
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[parts][8];
-    __mmask64 special = 0;
+    if (x.has_min_code) return false;
+    __mmask64 fallback = 0;
     for (int i = 0; i < 8; ++i) {
       const __m512i c = code_bytes<Element::bits>(codes, i);
-      const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi8(static_cast<char>(sign_bit - 1)));
-      special |= _mm512_cmpge_epu8_mask(magnitude, _mm512_set1_epi8(static_cast<char>(first_special)));
-      const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit))) ^
-                                 _mm512_movepi8_mask(_mm512_loadu_si512(x.codes + 64 * i));
-      const __m512i abs_x = _mm512_loadu_si512(x.magnitudes + 64 * i);
+      const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit)));
+      const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
+      const __m512i signed_x = _mm512_mask_sub_epi8(xs, negative, _mm512_setzero_si512(), xs);
       for (int p = 0; p < parts; ++p) {
+        const int top = std::min(digits, (p + 1) * digits_per_part) - 1;
         __m512i acc = _mm512_setzero_si512();
-        for (int d = p * digits_per_part; d < std::min(digits, (p + 1) * digits_per_part); ++d) {
-          __m512i digit = tables_[d](c);
-          digit = _mm512_mask_sub_epi8(digit, negative, _mm512_setzero_si512(), digit);
-          const __m512i products = dot_u8s8<Arch>(_mm512_setzero_si512(), abs_x, digit);
-          acc = _mm512_add_epi32(acc, _mm512_slli_epi32(products, 7 * (d - p * digits_per_part)));
+        for (int d = top; d >= p * digits_per_part; --d) {
+          const __m512i digit = tables_[d](c);
+          if (d == digits - 1) fallback |= _mm512_cmpeq_epi8_mask(digit, _mm512_set1_epi8(static_cast<char>(special_digit)));
+          if (d != top) acc = _mm512_slli_epi32(acc, 8);
+          acc = _mm512_dpbusd_epi32(acc, digit, signed_x);
         }
         r[p][i] = acc;
       }
     }
-    if (special) return false;
+    if (fallback) return false;
     if constexpr (parts == 1) {
       sums = _mm512_cvtepi32_ps(block_totals<2>(r[0]));
     } else {
-      // S = sum over parts of part * 2^(14 p), exact in int64, rounded once to FP32
+      // S = sum over parts of part * 2^(8 digits_per_part p), exact in int64, rounded once to FP32
       __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
       for (int p = 0; p < parts; ++p) {
         const __m512i t = block_totals<2>(r[p]);
-        lo = _mm512_add_epi64(lo, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(t)), 14 * p));
-        hi = _mm512_add_epi64(hi, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(t, 1)), 14 * p));
+        const int shift = 8 * digits_per_part * p;
+        lo = _mm512_add_epi64(lo, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(t)), shift));
+        hi = _mm512_add_epi64(hi, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(t, 1)), shift));
       }
       sums = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(lo)), _mm512_cvtepi64_ps(hi), 1);
     }
@@ -430,7 +457,7 @@ template <class Arch>
 struct avx512_block_sums<mxint8, Arch> {
   using type = avx512::word_sums<int8, ints<int8>, Arch>;
 };
-#if defined(__AVX512VBMI__)
+#if defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
 template <class Arch, class Vbmi, class Bw>
 using vbmi_or_bw = std::conditional_t<is_vbmi<Arch>(), Vbmi, Bw>;
 template <class Arch>
