@@ -21,10 +21,29 @@ struct gptq_options {
   cast_options cast;                 ///< the format's rounding and scale rule; threads split rows
 };
 
+/// The upper Cholesky factor of the damped inverse of H = X^T X / N (K x K; accumulated
+/// batch by batch where the inputs are too many to hold): H += damp * mean(diag H) I, then
+/// chol(H^-1) as GPTQ's reference implementation does.
+inline Eigen::MatrixXf gptq_factor_from_hessian(Eigen::MatrixXf h, double damp) {
+  const Eigen::Index k = h.rows();
+  if (h.cols() != k)
+    blockcast::detail::fail<shape_error>("gptq: the Hessian must be square, got " + std::to_string(k) + " x " +
+                                         std::to_string(h.cols()));
+  if (!h.allFinite()) blockcast::detail::fail<invalid_argument>("gptq: the Hessian holds Inf or NaN");
+  const float mean_diag = h.diagonal().mean();
+  h.diagonal().array() += static_cast<float>(damp) * (mean_diag > 0 ? mean_diag : 1.0f);
+  const Eigen::LLT<Eigen::MatrixXf> llt(h);
+  if (llt.info() != Eigen::Success)
+    blockcast::detail::fail<invalid_argument>("gptq: the damped Hessian is not positive definite");
+  const Eigen::MatrixXf h_inv = llt.solve(Eigen::MatrixXf::Identity(k, k));
+  const Eigen::LLT<Eigen::MatrixXf> inv_llt(h_inv);
+  return inv_llt.matrixU();
+}
+
 /// The upper Cholesky factor of the damped inverse Hessian of calibration inputs X (N x K):
 /// H = X^T X / N by symmetric rank updates over a fixed split of the samples (4 parts,
 /// whatever the thread count, so the result does not depend on it; `threads` run the parts),
-/// H += damp * mean(diag H) I, then chol(H^-1) as GPTQ's reference implementation does.
+/// then gptq_factor_from_hessian.
 inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp, unsigned threads = 1) {
   detail::require_finite_inputs(x, "gptq");
   const Eigen::Index k = x.cols();
@@ -44,14 +63,7 @@ inline Eigen::MatrixXf gptq_inverse_factor(const matrix_ref& x, double damp, uns
   if (!h.allFinite())
     blockcast::detail::fail<invalid_argument>("gptq: the Hessian of the calibration inputs overflows FP32 (largest |x| = " +
                                               std::to_string(x.cwiseAbs().maxCoeff()) + "); scale them down");
-  const float mean_diag = h.diagonal().mean();
-  h.diagonal().array() += static_cast<float>(damp) * (mean_diag > 0 ? mean_diag : 1.0f);
-  const Eigen::LLT<Eigen::MatrixXf> llt(h);
-  if (llt.info() != Eigen::Success)
-    blockcast::detail::fail<invalid_argument>("gptq: the damped Hessian is not positive definite");
-  const Eigen::MatrixXf h_inv = llt.solve(Eigen::MatrixXf::Identity(k, k));
-  const Eigen::LLT<Eigen::MatrixXf> inv_llt(h_inv);
-  return inv_llt.matrixU();
+  return gptq_factor_from_hessian(std::move(h), damp);
 }
 
 /// GPTQ of W (m x K) given the upper Cholesky factor of the damped inverse Hessian
