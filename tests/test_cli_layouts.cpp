@@ -5,6 +5,7 @@
 // every layout) to exactly the floats the library's quantize gives; GGUF in and out keeps
 // every metadata entry, sets llama.cpp's file type, and decodes as ggml decodes.
 #include "cli/commands.hpp"
+#include "cli/gguf_model.hpp"
 #include "cli_test_files.hpp"
 
 #include <catch2/catch.hpp>
