@@ -36,6 +36,16 @@ struct ed_model {
   Eigen::VectorXd d;  // K, > 0
 };
 
+/// Everything input_stats holds, for storing and restoring it (io/input_stats_file.hpp).
+struct input_stats_state {
+  std::size_t channels = 0;  ///< K
+  std::size_t sketch = 0;    ///< s (= K when exact)
+  std::uint64_t seed = 0;    ///< the test matrix's seed
+  std::size_t count = 0;     ///< N, the samples added
+  Eigen::VectorXd sum, sum_sq;  ///< per channel: sum of x, sum of x^2
+  Eigen::MatrixXd moments;      ///< N H Omega (K x s), or N H (K x K) when exact
+};
+
 class input_stats {
  public:
   static constexpr std::size_t default_sketch = 128;
@@ -103,6 +113,35 @@ class input_stats {
     sum_ += other.sum_;
     sum_sq_ += other.sum_sq_;
     z_ += other.z_;
+  }
+
+  /// The state, to store.
+  input_stats_state state() const { return {k_, s_, seed_, count_, sum_, sum_sq_, z_}; }
+  /// Statistics restored from a stored state: `sketch` and `seed` as they were made with
+  /// (the test matrix is regenerated from them); shapes and values are checked.
+  static input_stats from_state(input_stats_state st) {
+    const auto k = static_cast<Eigen::Index>(st.channels);
+    if (st.channels == 0 || st.sketch == 0 || st.sketch > st.channels)
+      blockcast::detail::fail<shape_error>("input_stats: a stored state of K = " + std::to_string(st.channels) +
+                                           " channels and sketch size " + std::to_string(st.sketch) +
+                                           " (needs 1 <= sketch <= K)");
+    // exact statistics are stored with sketch = K; the constructor takes the same size
+    input_stats s(st.channels, st.sketch, st.seed);
+    const auto cols = static_cast<Eigen::Index>(s.s_);
+    if (st.sum.size() != k || st.sum_sq.size() != k || st.moments.rows() != k || st.moments.cols() != cols)
+      blockcast::detail::fail<shape_error>("input_stats: a stored state of K = " + std::to_string(st.channels) +
+                                           " has sums of " + std::to_string(st.sum.size()) + " and " +
+                                           std::to_string(st.sum_sq.size()) + " values and moments of " +
+                                           std::to_string(st.moments.rows()) + " x " + std::to_string(st.moments.cols()) +
+                                           " (wanted " + std::to_string(k) + " and " + std::to_string(k) + " x " +
+                                           std::to_string(cols) + ")");
+    if (!st.sum.allFinite() || !st.sum_sq.allFinite() || !st.moments.allFinite() || (st.sum_sq.array() < 0).any())
+      blockcast::detail::fail<invalid_argument>("input_stats: a stored state holds Inf, NaN or a negative sum of squares");
+    s.count_ = st.count;
+    s.sum_ = std::move(st.sum);
+    s.sum_sq_ = std::move(st.sum_sq);
+    s.z_ = std::move(st.moments);
+    return s;
   }
 
   std::size_t channels() const { return k_; }

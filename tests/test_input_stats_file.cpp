@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+// Calibration statistics stored in safetensors (io/input_stats_file.hpp): a round trip keeps
+// every bit of the state, restored statistics give the same ED model and merge with new
+// batches as if never stored; damaged or foreign files are refused with the file and the
+// problem named.
+#include <blockcast/io/input_stats_file.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <random>
+#include <string>
+
+namespace io = blockcast::io;
+namespace ptq = blockcast::ptq;
+
+namespace {
+
+std::string stats_dir() {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/blockcast-stats-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    return std::string(d ? d : "/tmp");
+  }();
+  return dir;
+}
+
+ptq::matrix samples(Eigen::Index n, Eigen::Index k, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  ptq::matrix x(n, k);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng) * (1.0f + static_cast<float>(i % k) / 8.0f);
+  return x;
+}
+
+void require_same_state(const ptq::input_stats& a, const ptq::input_stats& b) {
+  const auto sa = a.state(), sb = b.state();
+  REQUIRE(sa.channels == sb.channels);
+  REQUIRE(sa.sketch == sb.sketch);
+  REQUIRE(sa.seed == sb.seed);
+  REQUIRE(sa.count == sb.count);
+  REQUIRE(sa.sum == sb.sum);  // bit for bit
+  REQUIRE(sa.sum_sq == sb.sum_sq);
+  REQUIRE(sa.moments == sb.moments);
+}
+
+}  // namespace
+
+TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io][input_stats]") {
+  // K = 40 with a sketch of 16 (sketched), K = 12 (exact: the sketch holds H itself)
+  for (const auto& [k, sketch, seed] : {std::tuple<Eigen::Index, std::size_t, std::uint64_t>{40, 16, 7}, {12, 128, 0}}) {
+    INFO("K = " << k << ", sketch " << sketch);
+    const ptq::matrix x = samples(300, k, static_cast<unsigned>(k));
+    const ptq::input_stats stats = ptq::input_stats::from(x, sketch, seed);
+    const std::string path = stats_dir() + "/stats-" + std::to_string(k) + ".safetensors";
+    {
+      io::safetensors_writer out(path);
+      io::add_input_stats(out, "layers.0.q_proj.weight", stats);
+      out.commit();
+    }
+    const io::safetensors_file f(path);
+    REQUIRE(io::has_input_stats(f, "layers.0.q_proj.weight"));
+    REQUIRE_FALSE(io::has_input_stats(f, "layers.0.k_proj.weight"));
+    const ptq::input_stats back = io::read_input_stats(f, "layers.0.q_proj.weight");
+    require_same_state(stats, back);
+    const auto m1 = stats.model(), m2 = back.model();
+    REQUIRE(m1.U == m2.U);
+    REQUIRE(m1.d == m2.d);
+    // restored statistics take more batches exactly as the originals do
+    const ptq::matrix more = samples(50, k, 99);
+    ptq::input_stats a = stats, b = back;
+    a.add(more);
+    b.add(more);
+    require_same_state(a, b);
+  }
+}
+
+TEST_CASE("damaged or foreign statistics files are refused, naming the file and the problem", "[io][input_stats][errors]") {
+  const ptq::input_stats stats = ptq::input_stats::from(samples(64, 20, 3), 8, 1);
+  const std::string dir = stats_dir();
+  auto write = [&](const std::string& name, auto&& edit) {
+    const std::string path = dir + "/" + name + ".safetensors";
+    io::safetensors_writer out(path);
+    io::add_input_stats(out, "w", stats);
+    edit(out);
+    out.commit();
+    return path;
+  };
+  auto refused = [](const std::string& path, const std::string& what) {
+    INFO(path << ": wanted an error mentioning " << what);
+    try {
+      const io::safetensors_file f(path);
+      (void)io::read_input_stats(f, "w");
+      FAIL("read without error");
+    } catch (const io::io_error& e) {
+      const std::string message = e.what();
+      INFO("got: " << message);
+      CHECK(message.find(path) != std::string::npos);
+      CHECK(message.find(what) != std::string::npos);
+    }
+  };
+  refused(write("version", [](io::safetensors_writer& o) { o.set_metadata("blockcast.input_stats", "2"); }), "version '2'");
+  refused(write("metadata", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": -1}"); }),
+          "malformed metadata");
+  refused(write("no-sketch", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 0, \"seed\": 1}"); }),
+          "sketch size 0");
+  refused(write("other-sketch", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 4, \"seed\": 1}"); }),
+          "moments of 20 x 8 (wanted 20 and 20 x 4)");
+  {
+    // a tensor of the wrong type: F32 sums
+    const std::string path = dir + "/f32.safetensors";
+    io::safetensors_writer out(path);
+    const std::vector<float> v(20, 1.0f);
+    out.add_f32("w.input_sum", {20}, blockcast::span<const float>(v.data(), v.size()));
+    out.set_metadata("blockcast.input_stats", "1");
+    out.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1}");
+    out.commit();
+    refused(path, "must be F64");
+  }
+  {
+    const std::string path = dir + "/plain.safetensors";
+    io::safetensors_writer out(path);
+    const std::vector<float> v(4, 1.0f);
+    out.add_f32("w.inputs", {1, 4}, blockcast::span<const float>(v.data(), v.size()));
+    out.commit();
+    refused(path, "holds no input statistics");
+  }
+  {
+    auto st = stats.state();
+    st.sum_sq(3) = std::nan("");
+    CHECK_THROWS_AS(ptq::input_stats::from_state(st), blockcast::invalid_argument);
+  }
+}
