@@ -4,12 +4,14 @@
 // leaves no output behind.
 #include "cli/commands.hpp"
 #include "cli_test_files.hpp"
+#include "blockcast/io/input_stats_file.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -479,4 +481,70 @@ TEST_CASE("cli formats lists every preset", "[cli]") {
   std::ostringstream s;
   cli::list_formats(s);
   for (const auto& f : blockcast::preset_formats()) CHECK_THAT(s.str(), Catch::Contains(std::string(f.name)));
+}
+
+TEST_CASE("cli quantize: --calibration takes stored input statistics as well as raw inputs", "[cli][input_stats]") {
+  const std::string dir = fresh_dir();
+  // fc: K = 70 (statistics exact with the default sketch of 128); wide: K = 200 (sketched)
+  const ptq::matrix fc = random_matrix(5, 70, 2), wide = random_matrix(6, 200, 7);
+  const ptq::matrix fc_inputs = random_matrix(300, 70, 6), wide_inputs = random_matrix(400, 200, 8);
+  {
+    io::safetensors_writer out(dir + "/model.safetensors");
+    add(out, "fc.weight", fc, {5, 70});
+    add(out, "wide.weight", wide, {6, 200});
+    out.commit();
+    io::safetensors_writer raw(dir + "/inputs.safetensors");
+    add(raw, "fc.weight.inputs", fc_inputs, {300, 70});
+    add(raw, "wide.weight.inputs", wide_inputs, {400, 200});
+    raw.commit();
+    io::safetensors_writer stats(dir + "/stats.safetensors");
+    io::add_input_stats(stats, "fc.weight", ptq::input_stats::from(fc_inputs));
+    io::add_input_stats(stats, "wide.weight", ptq::input_stats::from(wide_inputs));
+    stats.commit();
+  }
+  cli::quantize_request req;
+  req.input = dir + "/model.safetensors";
+  req.format = "mxfp4";
+  req.method = cli::method::ed;
+  req.threads = 2;
+  auto run = [&](const std::string& calibration, const std::string& output) {
+    req.calibration = dir + "/" + calibration;
+    req.output = dir + "/" + output;
+    return cli::quantize_model(req);
+  };
+  SECTION("ED from statistics gives the codes ED from the raw inputs gives") {
+    run("inputs.safetensors", "from_inputs.safetensors");
+    const auto reports = run("stats.safetensors", "from_stats.safetensors");
+    const io::safetensors_file a(dir + "/from_inputs.safetensors"), b(dir + "/from_stats.safetensors");
+    for (const char* name : {"fc.weight", "wide.weight"}) {
+      INFO(name);
+      CHECK(decoded<blockcast::mxfp4>(a, name) == decoded<blockcast::mxfp4>(b, name));
+    }
+    for (const auto& r : reports) CHECK(std::isnan(r.output_sqnr_db));  // no inputs: no output SQNR
+  }
+  SECTION("GPTQ from exact statistics runs; from sketched ones it is refused, saying why") {
+    req.method = cli::method::gptq;
+    req.include = "^fc";
+    run("stats.safetensors", "gptq_fc.safetensors");
+    const auto w = decoded<blockcast::mxfp4>(io::safetensors_file(dir + "/gptq_fc.safetensors"), "fc.weight");
+    CHECK(w.size() == 5u * 70u);
+    req.include = ".*";
+    try {
+      run("stats.safetensors", "gptq_all.safetensors");
+      FAIL("GPTQ ran on sketched statistics");
+    } catch (const std::exception& e) {
+      const std::string message = e.what();
+      INFO(message);
+      CHECK(message.find("wide.weight") != std::string::npos);
+      CHECK(message.find("sketched") != std::string::npos);
+    }
+    CHECK_FALSE(blockcast::test::file_bytes(dir + "/gptq_all.safetensors").size() > 0);  // nothing written
+  }
+  SECTION("statistics of the wrong width are refused") {
+    io::safetensors_writer bad(dir + "/bad.safetensors");
+    io::add_input_stats(bad, "fc.weight", ptq::input_stats::from(random_matrix(50, 71, 9)));
+    bad.commit();
+    req.include = "^fc";
+    CHECK_THROWS_WITH(run("bad.safetensors", "bad_out.safetensors"), Catch::Contains("K = 71"));
+  }
 }

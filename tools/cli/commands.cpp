@@ -190,8 +190,7 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
     } else {
       const auto [rows, cols] = io::matrix_shape(t.name, t.shape);
       ptq::matrix x;
-      if (run.calib) x = calibration_inputs(*run.calib, t.name, cols);
-      const method_plan plan = plan_method(req.method, run.calib ? &x : nullptr, req.threads);
+      const method_plan plan = calibrated_plan(req.method, run.calib, t.name, cols, req.threads, x);
       const tensor_source source = source_of(in, t);
       const float amax = Format::has_tensor_scale ? tensor_amax(source, rows * cols, req.threads, req.sizes) : 0.0f;
       const tensor_sink sink = safetensors_sink<Format>(out, run.layout, entries[i], cols, t.name);
@@ -281,7 +280,8 @@ inline void stage_copy(io::output_set& set, const std::string& name, const std::
 inline io::layout check_request(const quantize_request& req) {
   find_format(req.format);  // unknown_format before any work
   if (req.method != method::rtn && req.calibration.empty())
-    throw invalid_argument("--method " + std::string(name_of(req.method)) + " needs --calibration FILE (each weight's layer inputs as '<name>.inputs')");
+    throw invalid_argument("--method " + std::string(name_of(req.method)) +
+                           " needs --calibration FILE (each weight's layer inputs as '<name>.inputs', or their statistics)");
   if (req.threads == 0) throw invalid_argument("--threads must be >= 1");
   try {
     std::regex(req.include), std::regex(req.exclude);

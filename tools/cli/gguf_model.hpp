@@ -107,8 +107,7 @@ void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, cons
       out.write(t.name, in.bytes(t));
     } else {
       ptq::matrix x;
-      if (calib) x = calibration_inputs(*calib, t.name, p.cols);
-      const method_plan m = plan_method(req.method, calib ? &x : nullptr, req.threads);
+      const method_plan m = calibrated_plan(req.method, calib, t.name, p.cols, req.threads, x);
       io::layout_report changed;
       tensor_sink sink;
       sink.rows = [&](std::size_t, std::size_t n, const std::uint8_t* codes, const std::uint8_t* scales) {

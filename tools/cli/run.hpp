@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "blockcast/io/input_stats_file.hpp"
 #include "blockcast/io/layout.hpp"
 #include "blockcast/io/model_directory.hpp"
 #include "blockcast/io/model_files.hpp"
@@ -184,6 +185,38 @@ inline ptq::matrix calibration_inputs(const io::safetensors_file& calib, const s
     throw io::file_error(calib.path(), "tensor " + io::in_quotes(key) + ": " + e.what());
   }
   return x;
+}
+
+// How weight `name` (K = cols) is quantized given the calibration file, if any: from stored
+// statistics (io/input_stats_file.hpp) when the file has them for this weight, else from its
+// raw inputs "<name>.inputs", kept in `inputs` (the report's output SQNR needs them; with
+// statistics there is none). GPTQ needs H itself, so from statistics only exact ones (K <=
+// sketch size) serve it.
+inline method_plan calibrated_plan(method m, const io::safetensors_file* calib, const std::string& name, std::size_t cols,
+                                   unsigned threads, ptq::matrix& inputs) {
+  if (calib && io::has_input_stats(*calib, name)) {
+    const ptq::input_stats stats = io::read_input_stats(*calib, name);
+    const std::string what = "the input statistics of " + io::in_quotes(name);
+    if (stats.channels() != cols)
+      throw io::file_error(calib->path(), what + " are for K = " + std::to_string(stats.channels()) +
+                                              " input channels, the weight has K = " + std::to_string(cols));
+    if (stats.count() == 0) throw io::file_error(calib->path(), what + " hold no samples");
+    method_plan plan{m, nullptr, {}, {}};
+    if (m == method::ed) plan.ed = stats.model();
+    if (m == method::gptq) {
+      if (!stats.exact())
+        throw io::file_error(calib->path(), what + " are sketched (K = " + std::to_string(cols) + ", sketch size " +
+                                                std::to_string(stats.sketch_size()) +
+                                                "); GPTQ needs H itself: collect them with a sketch size of at least K, or "
+                                                "use --method ed");
+      const ptq::input_stats_state st = stats.state();
+      plan.gptq_factor = ptq::gptq_factor_from_hessian((st.moments / static_cast<double>(st.count)).cast<float>(),
+                                                       ptq::gptq_options{}.damp);
+    }
+    return plan;
+  }
+  if (calib) inputs = calibration_inputs(*calib, name, cols);
+  return plan_method(m, calib ? &inputs : nullptr, threads);
 }
 
 }  // namespace detail
