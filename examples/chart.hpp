@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The demo's chart as a standalone SVG: logit MSE (log scale) and top-1 per format, formats
-// ordered by bits per value, one line per method.
+// The demos' charts as standalone SVG: two panels of one measure each per format (formats in
+// the order given, by bits per value in the demos), one line per method (RTN, GPTQ, ED).
 #pragma once
 
 #include <algorithm>
@@ -13,11 +13,20 @@
 #include <string>
 #include <vector>
 
-namespace fashion {
+namespace chart {
 
-struct chart_row {
+/// One format and method: its two measures (the left panel's, the right panel's).
+struct row {
   std::string format, method;
-  double bits, top1, logit_mse, weight_sqnr_db, seconds;
+  double bits;
+  double left, right;
+};
+
+/// A panel: its title, its axis, and a dashed reference line (NAN: none).
+struct panel_spec {
+  std::string title;
+  bool log_axis;
+  double reference;
 };
 
 namespace detail {
@@ -29,9 +38,11 @@ inline std::string num(double v) {
 
 // One panel: x = format index, y = value(row) on a linear or log10 axis.
 template <class Value>
-void panel(std::ostringstream& s, double left, const std::vector<std::string>& formats, const std::vector<chart_row>& rows,
-           const std::map<std::string, const char*>& colors, const std::string& title, bool log_axis, Value value,
-           double reference) {
+void panel(std::ostringstream& s, double left, const std::vector<std::string>& formats, const std::vector<row>& rows,
+           const std::map<std::string, const char*>& colors, const panel_spec& spec, Value value) {
+  const bool log_axis = spec.log_axis;
+  const double reference = log_axis && !std::isnan(spec.reference) ? std::log10(spec.reference) : spec.reference;
+  const std::string& title = spec.title;
   const double top = 50, width = 380, height = 250;
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& r : rows) {
@@ -93,7 +104,7 @@ void panel(std::ostringstream& s, double left, const std::vector<std::string>& f
 }  // namespace detail
 
 /// Writes the chart; formats appear in the order of `rows`.
-inline void write_chart(const std::string& path, const std::vector<chart_row>& rows, double float_top1) {
+inline void write(const std::string& path, const std::vector<row>& rows, const panel_spec& left, const panel_spec& right) {
   std::vector<std::string> formats;
   for (const auto& r : rows)
     if (std::find(formats.begin(), formats.end(), r.format) == formats.end()) formats.push_back(r.format);
@@ -101,10 +112,8 @@ inline void write_chart(const std::string& path, const std::vector<chart_row>& r
   std::ostringstream s;
   s << "<svg xmlns='http://www.w3.org/2000/svg' width='900' height='380' font-family='sans-serif' font-size='12'>\n"
     << "<rect width='900' height='380' fill='white'/>\n";
-  detail::panel(s, 60, formats, rows, colors, "logit MSE vs float (lower is better)", true,
-                [](const chart_row& r) { return r.logit_mse; }, NAN);
-  detail::panel(s, 500, formats, rows, colors, "top-1 accuracy, % (higher is better)", false,
-                [](const chart_row& r) { return r.top1; }, float_top1);
+  detail::panel(s, 60, formats, rows, colors, left, [](const row& r) { return r.left; });
+  detail::panel(s, 500, formats, rows, colors, right, [](const row& r) { return r.right; });
   double lx = 330;
   for (const auto& [method, color] : colors) {
     s << "<rect x='" << detail::num(lx) << "' y='362' width='14' height='4' fill='" << color << "'/><text x='"
@@ -121,4 +130,4 @@ inline void write_chart(const std::string& path, const std::vector<chart_row>& r
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename into place");
 }
 
-}  // namespace fashion
+}  // namespace chart

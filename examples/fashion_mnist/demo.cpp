@@ -21,7 +21,7 @@
 
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
-#include "chart.hpp"
+#include "../chart.hpp"
 #include "cnn.hpp"
 #include "idx.hpp"
 
@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
     for (const auto& m : method_names)
       if (m != "rtn" && m != "ed" && m != "gptq") throw std::runtime_error("unknown method '" + m + "' (known: rtn, ed, gptq)");
 
-    std::vector<fashion::chart_row> rows;
+    std::vector<chart::row> rows;
     const std::size_t total = format_names.size() * method_names.size();
     std::printf("\n%-11s %5s  %-6s %8s %9s %11s %12s %9s\n", "format", "bits", "method", "top-1", "vs float", "logit MSE",
                 "weight SQNR", "time");
@@ -203,12 +203,12 @@ int main(int argc, char** argv) {
           return quantize_network<typename decltype(tag)::type>(net, method, calibration, threads, choice);
         });
         const matrix logits = net.logits(test.images.data.data(), test.size(), q.weights, threads);
-        fashion::chart_row r{format, method, bits, 100.0 * fashion::correct(logits, test.labels.data.data()) / test.size(),
-                             (logits - float_logits).squaredNorm() / static_cast<double>(logits.size()),
-                             weight_sqnr_db(net, q.weights), q.seconds};
+        const double top1 = 100.0 * fashion::correct(logits, test.labels.data.data()) / test.size();
+        const double logit_mse = (logits - float_logits).squaredNorm() / static_cast<double>(logits.size());
+        const chart::row r{format, method, bits, logit_mse, top1};
         if (tty) std::fprintf(stderr, "\r\033[K");
         std::printf("%-11s %5.2f  %-6s %7.2f%% %+8.2f %11.3e %9.1f dB %7.3f s\n", format.c_str(), bits, method.c_str(),
-                    r.top1, r.top1 - float_top1, r.logit_mse, r.weight_sqnr_db, r.seconds);
+                    top1, top1 - float_top1, logit_mse, weight_sqnr_db(net, q.weights), q.seconds);
         std::fflush(stdout);
         rows.push_back(r);
       }
@@ -216,7 +216,8 @@ int main(int argc, char** argv) {
     std::printf("\ntop-1 is on the 10,000 test images; logit MSE is against the float model's logits;\n"
                 "time includes ED's and GPTQ's calibration passes through the network (%u threads).\n", threads);
     if (!svg.empty()) {
-      fashion::write_chart(svg, rows, float_top1);
+      chart::write(svg, rows, {"logit MSE vs float (lower is better)", true, NAN},
+                   {"top-1 accuracy, % (higher is better)", false, float_top1});
       std::fprintf(stderr, "wrote %s\n", svg.c_str());
     }
   } catch (const std::exception& e) {

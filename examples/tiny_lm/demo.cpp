@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+// tiny_lm: a LLaMA-architecture language model (examples/tiny_lm/train.py, committed as a
+// Hugging Face model directory) quantized through the network. Every linear layer of every
+// block (q, k, v, o, gate, up, down) goes to each format with RTN, error diffusion (ED) and
+// GPTQ; ED and GPTQ calibrate block by block on training text that runs through the blocks
+// already quantized, in the order the block uses its layers (q/k/v, then o on the output
+// of the quantized q/k/v, then gate/up, then down). Statistics are accumulated window by
+// window (input_stats::add for ED, X^T X for GPTQ): no layer's inputs are held whole.
+// q/k/v share one statistics object, as gate/up do. The embedding, the norms and the output
+// head stay in float, as engines keep them.
+//
+// Prints, per format and method, the held-out perplexity, its change from float, the
+// weights' SQNR and the time to quantize; --svg writes the chart of the table.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "../chart.hpp"
+#include "blockcast/ptq.hpp"
+#include "model.hpp"
+
+namespace {
+
+using tiny_lm::block;
+using tiny_lm::linear_input;
+using tiny_lm::matrix;
+using tiny_lm::proj;
+namespace ptq = blockcast::ptq;
+
+enum class method { rtn, ed, gptq };
+const char* name_of(method m) { return m == method::rtn ? "rtn" : m == method::ed ? "ed" : "gptq"; }
+
+/// Runs fn(w) for w in [0, n) on `threads` threads, in contiguous parts.
+template <class Fn>
+void for_each_window(std::size_t n, unsigned threads, Fn&& fn) {
+  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, n));
+  auto run = [&](std::size_t a, std::size_t b) {
+    for (std::size_t w = a; w < b; ++w) fn(w);
+  };
+  std::vector<std::thread> pool;
+  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(run, n * p / parts, n * (p + 1) / parts);
+  run(0, n / parts);
+  for (auto& t : pool) t.join();
+}
+
+struct quantized_model {
+  std::vector<block> blocks;
+  double seconds = 0;
+};
+
+/// Statistics of one group of layers' inputs, accumulated a window at a time.
+struct group_statistics {
+  explicit group_statistics(Eigen::Index k) : ed(static_cast<std::size_t>(k)), hessian(Eigen::MatrixXd::Zero(k, k)) {}
+  void add(const matrix& x, method m) {
+    if (m == method::ed) ed.add(x);
+    else hessian.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose().cast<double>());
+    count += static_cast<std::size_t>(x.rows());
+  }
+  Eigen::MatrixXf gptq_factor(double damp) const {
+    const Eigen::MatrixXd h = hessian.selfadjointView<Eigen::Lower>();
+    return ptq::gptq_factor_from_hessian((h / static_cast<double>(count)).cast<float>(), damp);
+  }
+  ptq::input_stats ed;
+  Eigen::MatrixXd hessian;
+  std::size_t count = 0;
+};
+
+template <class Format>
+quantized_model quantize(const tiny_lm::model& m, method how, const std::string& calibration, unsigned threads) {
+  const auto start = std::chrono::steady_clock::now();
+  blockcast::cast_options cast;
+  cast.threads = threads;
+  quantized_model q{m.blocks, 0};
+  if (how == method::rtn) {
+    for (auto& b : q.blocks)
+      for (proj p : tiny_lm::projections) b[p] = ptq::rtn<Format>(b[p], cast).dequantized;
+  } else {
+    // the residual stream of every calibration window, through the blocks quantized so far
+    const std::size_t window = static_cast<std::size_t>(m.cfg.context), windows = calibration.size() / window;
+    std::vector<matrix> stream(windows);
+    for_each_window(windows, threads, [&](std::size_t w) {
+      stream[w] = m.embed_bytes(reinterpret_cast<const std::uint8_t*>(calibration.data()) + w * window, m.cfg.context);
+    });
+    for (block& b : q.blocks) {
+      for (linear_input kind : {linear_input::attention, linear_input::attention_output, linear_input::mlp,
+                                linear_input::mlp_hidden}) {
+        const Eigen::Index k = kind == linear_input::mlp_hidden ? m.cfg.intermediate : m.cfg.hidden;
+        group_statistics stats(k);
+        // inputs computed in parallel a batch of windows at a time, added in window order
+        constexpr std::size_t batch = 8;
+        std::vector<matrix> inputs(batch);
+        for (std::size_t w0 = 0; w0 < windows; w0 += batch) {
+          const std::size_t n = std::min(batch, windows - w0);
+          for_each_window(n, threads, [&](std::size_t i) { inputs[i] = m.linear_inputs(b, stream[w0 + i], kind); });
+          for (std::size_t i = 0; i < n; ++i) stats.add(inputs[i], how);
+        }
+        Eigen::MatrixXf factor;
+        if (how == method::gptq) factor = stats.gptq_factor(ptq::gptq_options{}.damp);
+        for (proj p : tiny_lm::projections) {
+          if (tiny_lm::input_of(p) != kind) continue;
+          if (how == method::ed) {
+            ptq::ed_options opt;
+            opt.cast = cast;
+            b[p] = ptq::error_diffusion<Format>(b[p], stats.ed, opt).dequantized;
+          } else {
+            ptq::gptq_options opt;
+            opt.cast = cast;
+            b[p] = ptq::gptq_with_factor<Format>(b[p], factor, opt).dequantized;
+          }
+        }
+      }
+      for_each_window(windows, threads, [&](std::size_t w) { stream[w] = m.block_forward(b, std::move(stream[w])); });
+    }
+  }
+  q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return q;
+}
+
+double weight_sqnr_db(const tiny_lm::model& m, const std::vector<block>& q) {
+  double signal = 0, noise = 0;
+  for (std::size_t l = 0; l < q.size(); ++l)
+    for (proj p : tiny_lm::projections) {
+      signal += m.blocks[l][p].cast<double>().squaredNorm();
+      noise += (m.blocks[l][p] - q[l][p]).cast<double>().squaredNorm();
+    }
+  return noise == 0 ? INFINITY : 10 * std::log10(signal / noise);
+}
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream s(list);
+  for (std::string item; std::getline(s, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tiny_lm: a LLaMA-architecture model quantized to every format with RTN, ED and GPTQ"};
+  std::string dir = BLOCKCAST_TINY_LM_DIR, model_dir, record, heldout, calibration_text;
+  std::string formats, methods = "rtn,ed,gptq", svg;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  std::size_t calibration_bytes = 16384;
+  bool float_only = false;
+  app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
+  app.add_option("--record", record, "the training record (JSON) with the float held-out perplexity");
+  app.add_option("--heldout", heldout, "the held-out text the perplexity is measured on");
+  app.add_option("--calibration", calibration_text, "the training text ED and GPTQ calibrate on");
+  app.add_option("--calibration-bytes", calibration_bytes, "how much of it (whole windows of the context)")
+      ->capture_default_str();
+  app.add_option("--formats", formats, "comma-separated formats (default: every preset)");
+  app.add_option("--methods", methods, "comma-separated methods among rtn, ed, gptq")->capture_default_str();
+  app.add_option("--threads", threads, "threads")->check(CLI::Range(1u, 256u));
+  app.add_option("--svg", svg, "write the chart of the table to this SVG file");
+  app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the record (relative 1e-4)");
+  CLI11_PARSE(app, argc, argv);
+  if (model_dir.empty()) model_dir = dir + "/model";
+  if (record.empty()) record = dir + "/record.json";
+  if (heldout.empty()) heldout = dir + "/data/heldout.txt";
+  if (calibration_text.empty()) calibration_text = dir + "/data/calibration.txt";
+
+  try {
+    const bool tty = ::isatty(2);
+    const tiny_lm::model m = tiny_lm::model::load(model_dir);
+    const std::string text = tiny_lm::read_text(heldout);
+    std::ifstream record_file(record);
+    if (!record_file) throw std::runtime_error(record + ": cannot open");
+    const auto recorded = nlohmann::json::parse(record_file);
+    const double recorded_ppl = recorded.at("heldout_perplexity").get<double>();
+
+    const auto float_result = tiny_lm::perplexity(m, m.blocks, text, threads);
+    const double relative = std::abs(float_result.perplexity - recorded_ppl) / recorded_ppl;
+    std::printf("float model: held-out perplexity %.4f over %zu bytes (the training script recorded %.4f; relative "
+                "difference %.1e)\n",
+                float_result.perplexity, float_result.predicted, recorded_ppl, relative);
+    if (float_only) return relative <= 1e-4 ? 0 : 1;
+
+    std::string calibration = tiny_lm::read_text(calibration_text);
+    calibration.resize(std::min(calibration.size(), calibration_bytes));
+    if (calibration.size() < static_cast<std::size_t>(m.cfg.context))
+      throw std::runtime_error(calibration_text + ": less calibration text than one window");
+
+    std::vector<std::string> format_names = split(formats);
+    if (format_names.empty())
+      for (const auto& info : blockcast::preset_formats()) format_names.emplace_back(info.name);
+    std::stable_sort(format_names.begin(), format_names.end(), [](const std::string& a, const std::string& b) {
+      return blockcast::find_format(a).bits_per_value < blockcast::find_format(b).bits_per_value;
+    });
+    std::vector<method> method_list;
+    for (const auto& name : split(methods)) {
+      if (name == "rtn") method_list.push_back(method::rtn);
+      else if (name == "ed") method_list.push_back(method::ed);
+      else if (name == "gptq") method_list.push_back(method::gptq);
+      else throw std::runtime_error("unknown method '" + name + "' (known: rtn, ed, gptq)");
+    }
+
+    const std::size_t total = format_names.size() * method_list.size();
+    std::size_t done = 0;
+    std::vector<chart::row> rows;
+    std::printf("\n%-11s %5s  %-6s %10s %9s %12s %9s\n", "format", "bits", "method", "perplexity", "vs float",
+                "weight SQNR", "time");
+    for (const auto& format : format_names) {
+      const double bits = blockcast::find_format(format).bits_per_value;
+      for (method how : method_list) {
+        std::fprintf(stderr, tty ? "\r[%2zu/%zu] %-11s %-5s quantizing and evaluating...\033[K" : "[%2zu/%zu] %s %s\n",
+                     ++done, total, format.c_str(), name_of(how));
+        const quantized_model q = blockcast::visit_format(format, [&](auto tag) {
+          return quantize<typename decltype(tag)::type>(m, how, calibration, threads);
+        });
+        const auto r = tiny_lm::perplexity(m, q.blocks, text, threads);
+        const double increase = 100.0 * (r.perplexity / float_result.perplexity - 1.0), sqnr = weight_sqnr_db(m, q.blocks);
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        std::printf("%-11s %5.2f  %-6s %10.4f %+8.2f%% %9.1f dB %7.2f s\n", format.c_str(), bits, name_of(how), r.perplexity,
+                    increase, sqnr, q.seconds);
+        rows.push_back({format, name_of(how), bits, std::max(increase, 0.01), sqnr});
+        std::fflush(stdout);
+      }
+    }
+    std::printf("\nperplexity is on the %zu held-out bytes; every linear layer of every block is quantized (embedding,\n"
+                "norms and output head stay float); ED and GPTQ calibrate on %zu bytes of training text, block by block\n"
+                "through the quantized blocks; time includes those passes (%u threads).\n",
+                float_result.predicted, calibration.size() / m.cfg.context * m.cfg.context, threads);
+    if (!svg.empty()) {
+      chart::write(svg, rows, {"perplexity increase over float, % (lower is better)", true, NAN},
+                   {"weight SQNR, dB (higher is better)", false, NAN});
+      std::fprintf(stderr, "wrote %s\n", svg.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tiny_lm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
