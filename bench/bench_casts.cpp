@@ -3,6 +3,8 @@
 // beyond the last-level cache, with the bandwidth roofs measured in the same run.
 //   quantize/<format>/<impl>/<n>    dequantize/<format>/<impl>/<n>
 //   quantize_alloc/<format>/simd/<n>  (quantize<F>(in, n): a fresh packed_tensor per call)
+//   first_touch/<format>/output/<n>   (the same fresh output written once: what the allocating
+//                                      call pays for pages the kernel faults in and zeroes)
 //   fake_quantize/<format>/<impl>/<n>
 //   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_fake_quantize/<format>/<n>
 // impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
@@ -10,6 +12,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -70,6 +73,22 @@ void bm_quantize_alloc(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   set_counters<Format>(state, n, input_reads<Format>() * n * 4 + packed_bytes<Format>(n));
+}
+
+/// What quantize_alloc pays on top of quantize: a fresh output of the same size (the same
+/// allocator) written once, so that every page is faulted in and zeroed by the kernel.
+template <class Format>
+void bm_first_touch(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    auto p = bc::packed_tensor<Format>::for_overwrite(1, n);
+    auto v = p.mutable_view();
+    std::memset(v.codes().data(), 0x5a, v.codes().size());
+    std::memset(v.scales().data(), 0x7f, v.scales().size());
+    benchmark::DoNotOptimize(p.codes().data());
+    benchmark::ClobberMemory();
+  }
+  set_counters<Format>(state, n, packed_bytes<Format>(n));
 }
 
 template <class Format, bool Simd>
@@ -172,6 +191,7 @@ void register_format(const std::string& name, bool with_roofs = true) {
   add("quantize", "reference", bm_quantize<Format, false>);
   add("quantize", "simd", bm_quantize<Format, true>);
   add("quantize_alloc", "simd", bm_quantize_alloc<Format>);
+  add("first_touch", "output", bm_first_touch<Format>);
   add("dequantize", "reference", bm_dequantize<Format, false>);
   add("dequantize", "simd", bm_dequantize<Format, true>);
   add("fake_quantize", "reference", bm_fake_quantize<Format, false>);
