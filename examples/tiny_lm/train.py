@@ -231,6 +231,29 @@ def save_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
+def load_model(directory):
+    """The model of a directory written by this script (config.json, BF16 model.safetensors)."""
+    with open(os.path.join(directory, "config.json")) as f:
+        config = {k: v for k, v in json.load(f).items() if k in CONFIG}
+    net = TinyLM(config)
+    with open(os.path.join(directory, "model.safetensors"), "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    state = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "BF16":
+            raise ValueError(f"{name}: expected BF16, got {info['dtype']}")
+        begin, end = info["data_offsets"]
+        raw = np.frombuffer(data[8 + n + begin:8 + n + end], dtype="<u2").astype(np.uint32) << 16
+        state[name] = torch.from_numpy(raw.view(np.float32).reshape(info["shape"]).copy())
+    net.load_state_dict(state)
+    net.eval()
+    return net
+
+
 def write_text(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "wb") as f:
