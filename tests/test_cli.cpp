@@ -520,7 +520,10 @@ TEST_CASE("cli quantize: --calibration takes stored input statistics as well as 
       INFO(name);
       CHECK(decoded<blockcast::mxfp4>(a, name) == decoded<blockcast::mxfp4>(b, name));
     }
-    for (const auto& r : reports) CHECK(std::isnan(r.output_sqnr_db));  // no inputs: no output SQNR
+    for (const auto& r : reports) {  // no inputs: no output SQNR, and none claimed
+      CHECK(std::isnan(r.output_sqnr_db));
+      CHECK_FALSE(r.calibrated);
+    }
   }
   SECTION("GPTQ from exact statistics runs; from sketched ones it is refused, saying why") {
     req.method = cli::method::gptq;

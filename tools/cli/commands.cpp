@@ -196,7 +196,7 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
       const tensor_sink sink = safetensors_sink<Format>(out, run.layout, entries[i], cols, t.name);
       const tensor_result q = quantize_tensor<Format>(source, rows, cols, amax, plan, req.threads, req.sizes, sink, buffers);
       r.stored = req.format + " " + std::string(name_of(req.method));
-      r.calibrated = run.calib != nullptr;
+      r.calibrated = plan.inputs != nullptr;
       r.weight_sqnr_db = q.weight_sqnr_db;
       r.output_sqnr_db = q.output_sqnr_db;
     }

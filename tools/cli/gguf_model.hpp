@@ -121,7 +121,7 @@ void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, cons
       };
       const tensor_result q = quantize_tensor<Format>(source_of(in, t), p.rows, p.cols, p.amax, m, req.threads, sizes, sink, buffers);
       r.stored = req.format + " " + std::string(name_of(req.method));
-      r.calibrated = calib != nullptr;
+      r.calibrated = m.inputs != nullptr;
       r.weight_sqnr_db = q.weight_sqnr_db;
       r.output_sqnr_db = q.output_sqnr_db;
       if (changed.negative_zeros)

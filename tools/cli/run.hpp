@@ -60,7 +60,8 @@ struct tensor_report {
   std::string name, shape, stored;  // stored: "mxfp4 ed", or "copied (F32)"; name printable
   std::string tensor;               // the name as stored
   std::string note;                 // why a weight was left unquantized (layout or default), if it was
-  bool quantized = false, calibrated = false;
+  bool quantized = false;
+  bool calibrated = false;          // measured on raw calibration inputs: output_sqnr_db is one (statistics give none)
   std::size_t values = 0;
   double seconds = 0, weight_sqnr_db = NAN, output_sqnr_db = NAN;  // NaN: none (not quantized, or NaN/Inf in it)
 };
