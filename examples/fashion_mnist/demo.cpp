@@ -22,6 +22,7 @@
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq.hpp"
 #include "../chart.hpp"
+#include "../demo_options.hpp"
 #include "cnn.hpp"
 #include "idx.hpp"
 
@@ -120,14 +121,6 @@ void write_calibration(const cnn& net, const activation& calibration, const std:
   out.commit();
 }
 
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream s(list);
-  for (std::string item; std::getline(s, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,13 +173,8 @@ int main(int argc, char** argv) {
     }
     if (float_only) return float_correct == recorded_correct ? 0 : 1;
 
-    std::vector<std::string> format_names = split(formats);
-    if (format_names.empty())
-      for (const auto& info : blockcast::preset_formats()) format_names.emplace_back(info.name);
-    std::stable_sort(format_names.begin(), format_names.end(), [](const std::string& a, const std::string& b) {
-      return blockcast::find_format(a).bits_per_value < blockcast::find_format(b).bits_per_value;
-    });
-    const std::vector<std::string> method_names = split(methods);
+    const std::vector<std::string> format_names = demo::format_list(formats);
+    const std::vector<std::string> method_names = demo::split(methods);
     for (const auto& m : method_names)
       if (m != "rtn" && m != "ed" && m != "gptq") throw std::runtime_error("unknown method '" + m + "' (known: rtn, ed, gptq)");
 

@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "../chart.hpp"
+#include "../demo_options.hpp"
 #include "blockcast/ptq.hpp"
 #include "model.hpp"
 
@@ -133,14 +134,6 @@ double weight_sqnr_db(const tiny_lm::model& m, const std::vector<block>& q) {
   return noise == 0 ? INFINITY : 10 * std::log10(signal / noise);
 }
 
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream s(list);
-  for (std::string item; std::getline(s, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -188,14 +181,9 @@ int main(int argc, char** argv) {
     if (calibration.size() < static_cast<std::size_t>(m.cfg.context))
       throw std::runtime_error(calibration_text + ": less calibration text than one window");
 
-    std::vector<std::string> format_names = split(formats);
-    if (format_names.empty())
-      for (const auto& info : blockcast::preset_formats()) format_names.emplace_back(info.name);
-    std::stable_sort(format_names.begin(), format_names.end(), [](const std::string& a, const std::string& b) {
-      return blockcast::find_format(a).bits_per_value < blockcast::find_format(b).bits_per_value;
-    });
+    const std::vector<std::string> format_names = demo::format_list(formats);
     std::vector<method> method_list;
-    for (const auto& name : split(methods)) {
+    for (const auto& name : demo::split(methods)) {
       if (name == "rtn") method_list.push_back(method::rtn);
       else if (name == "ed") method_list.push_back(method::ed);
       else if (name == "gptq") method_list.push_back(method::gptq);
