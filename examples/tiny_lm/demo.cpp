@@ -30,6 +30,7 @@
 namespace {
 
 using tiny_lm::block;
+using tiny_lm::for_each_window;
 using tiny_lm::linear_input;
 using tiny_lm::matrix;
 using tiny_lm::proj;
@@ -37,19 +38,6 @@ namespace ptq = blockcast::ptq;
 
 enum class method { rtn, ed, gptq };
 const char* name_of(method m) { return m == method::rtn ? "rtn" : m == method::ed ? "ed" : "gptq"; }
-
-/// Runs fn(w) for w in [0, n) on `threads` threads, in contiguous parts.
-template <class Fn>
-void for_each_window(std::size_t n, unsigned threads, Fn&& fn) {
-  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, n));
-  auto run = [&](std::size_t a, std::size_t b) {
-    for (std::size_t w = a; w < b; ++w) fn(w);
-  };
-  std::vector<std::thread> pool;
-  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(run, n * p / parts, n * (p + 1) / parts);
-  run(0, n / parts);
-  for (auto& t : pool) t.join();
-}
 
 struct quantized_model {
   std::vector<block> blocks;

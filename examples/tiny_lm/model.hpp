@@ -266,6 +266,19 @@ struct model {
   }
 };
 
+/// Runs fn(w) for w in [0, n) on `threads` threads, in contiguous parts.
+template <class Fn>
+void for_each_window(std::size_t n, unsigned threads, Fn&& fn) {
+  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, n));
+  auto run = [&](std::size_t a, std::size_t b) {
+    for (std::size_t w = a; w < b; ++w) fn(w);
+  };
+  std::vector<std::thread> pool;
+  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(run, n * p / parts, n * (p + 1) / parts);
+  run(0, n / parts);
+  for (auto& t : pool) t.join();
+}
+
 /// Held-out perplexity: the text cut into windows of the context length, each byte after a
 /// window's first predicted from the ones before it (as train.py measures it).
 struct perplexity_result {
@@ -277,15 +290,9 @@ inline perplexity_result perplexity(const model& m, const std::vector<block>& wi
   const std::size_t window = static_cast<std::size_t>(m.cfg.context), windows = text.size() / window;
   if (windows == 0) throw std::runtime_error("perplexity: the text is shorter than one window");
   std::vector<double> nll(windows);
-  auto run = [&](std::size_t w0, std::size_t w1) {
-    for (std::size_t w = w0; w < w1; ++w)
-      nll[w] = m.window_nll(reinterpret_cast<const std::uint8_t*>(text.data()) + w * window, static_cast<int>(window), with);
-  };
-  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, windows));
-  std::vector<std::thread> pool;
-  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(run, windows * p / parts, windows * (p + 1) / parts);
-  run(0, windows / parts);
-  for (auto& t : pool) t.join();
+  for_each_window(windows, threads, [&](std::size_t w) {
+    nll[w] = m.window_nll(reinterpret_cast<const std::uint8_t*>(text.data()) + w * window, static_cast<int>(window), with);
+  });
   perplexity_result r;
   double total = 0;
   for (double v : nll) total += v;  // in window order: the same sum for every thread count
