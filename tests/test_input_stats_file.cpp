@@ -5,9 +5,9 @@
 // problem named.
 #include <blockcast/io/input_stats_file.hpp>
 
-#include <catch2/catch.hpp>
+#include "cli_test_files.hpp"
 
-#include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <random>
 #include <string>
@@ -16,15 +16,6 @@ namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
 
 namespace {
-
-std::string stats_dir() {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/blockcast-stats-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
-    return std::string(d ? d : "/tmp");
-  }();
-  return dir;
-}
 
 ptq::matrix samples(Eigen::Index n, Eigen::Index k, unsigned seed) {
   std::mt19937 rng(seed);
@@ -53,7 +44,7 @@ TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io]
     INFO("K = " << k << ", sketch " << sketch);
     const ptq::matrix x = samples(300, k, static_cast<unsigned>(k));
     const ptq::input_stats stats = ptq::input_stats::from(x, sketch, seed);
-    const std::string path = stats_dir() + "/stats-" + std::to_string(k) + ".safetensors";
+    const std::string path = blockcast::test::fresh_dir() + "/stats-" + std::to_string(k) + ".safetensors";
     {
       io::safetensors_writer out(path);
       io::add_input_stats(out, "layers.0.q_proj.weight", stats);
@@ -78,7 +69,7 @@ TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io]
 
 TEST_CASE("damaged or foreign statistics files are refused, naming the file and the problem", "[io][input_stats][errors]") {
   const ptq::input_stats stats = ptq::input_stats::from(samples(64, 20, 3), 8, 1);
-  const std::string dir = stats_dir();
+  const std::string dir = blockcast::test::fresh_dir();
   auto write = [&](const std::string& name, auto&& edit) {
     const std::string path = dir + "/" + name + ".safetensors";
     io::safetensors_writer out(path);
