@@ -7,6 +7,7 @@ blockcast_packages=(
   catch2 libbenchmark-dev               # tests and benchmarks
   nlohmann-json3-dev libcli11-dev zlib1g-dev  # I/O and the command-line tool
   dataset-fashion-mnist                 # the demo's test images (and its float-accuracy test)
+  python3-torch python3-numpy           # tools/collect_stats.py, checked against C++ by the tests
 )
 
 install_deps() {

@@ -6,9 +6,8 @@ accumulates the statistics blockcast's error diffusion works from (ptq::input_st
 channel sums and sums of squares, and the sketched second moment N H Omega), batch by batch,
 and writes them in the file format of docs/calibration_stats.md. Omega is generated as the C++
 side generates it (same generator, same seed), so the file should be what C++ writes from the
-same inputs, up to the rounding of float products summed in another order. That is checked only
-by hand so far: `blockcast quantize --method ed --calibration` reads a file written here for
-examples/tiny_lm. The test comparing it with the C++ statistics is still to be written.
+same inputs, up to the rounding of float products summed in another order
+(tests/stats_interop.py checks both, and the CLI path from here to a quantized checkpoint).
 
 As a library:
 
@@ -27,10 +26,12 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
 
 VERSION = "1"
 DEFAULT_SKETCH = 128
@@ -136,27 +137,17 @@ class Collector:
 
 
 def write(path, stats):
-    """The statistics as docs/calibration_stats.md lays them out (tmp file, then renamed)."""
-    header, blobs, offset = {}, [], 0
-    meta = {"blockcast.input_stats": VERSION}
+    """The statistics as docs/calibration_stats.md lays them out (written atomically)."""
+    tensors, meta = {}, {"blockcast.input_stats": VERSION}
     for name, st in stats.items():
         if st.count == 0:
             continue
-        for suffix, array in ((".input_sum", st.sum), (".input_sum_sq", st.sum_sq), (".input_moments", st.moments)):
-            data = np.ascontiguousarray(array, dtype="<f8").tobytes()
-            header[name + suffix] = {"dtype": "F64", "shape": list(array.shape),
-                                     "data_offsets": [offset, offset + len(data)]}
-            blobs.append(data)
-            offset += len(data)
+        tensors[name + ".input_sum"] = st.sum
+        tensors[name + ".input_sum_sq"] = st.sum_sq
+        tensors[name + ".input_moments"] = st.moments
         meta[name + ".input_stats"] = json.dumps({"samples": st.count, "sketch": st.s, "seed": st.seed},
-                                                 separators=(",", ":"))
-    header["__metadata__"] = meta
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    os.replace(tmp, path)
+                                                 separators=(",", ":"), sort_keys=True)  # as C++ writes it
+    safetensors_io.write(path, tensors, meta)
 
 
 def main():

@@ -23,6 +23,9 @@ import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+import safetensors_io  # noqa: E402
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -63,21 +66,6 @@ class Net(nn.Module):
         return self.fc2(x)
 
 
-def save_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    os.replace(tmp, path)
-
-
 def main():
     torch.manual_seed(SEED)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -102,7 +90,8 @@ def main():
         print(f"epoch {epoch + 1}/{EPOCHS}: test top-1 {correct / 100:.2f}%  ({time.time() - start:.0f} s)", flush=True)
     tensors = {k: v for k, v in net.state_dict().items()}
     meta = {"input_mean": str(MEAN), "input_std": str(STD), "test_correct": str(correct), "test_images": str(len(xte))}
-    save_safetensors(os.path.join(HERE, "model.safetensors"), tensors, meta)
+    safetensors_io.write(os.path.join(HERE, "model.safetensors"), {k: t.numpy().astype(np.float32) for k, t in tensors.items()},
+                         meta)
     record = {"test_correct": correct, "test_images": len(xte), "test_top1": correct / len(xte),
               "epochs": EPOCHS, "batch": BATCH, "seed": SEED, "torch": torch.__version__,
               "input_mean": MEAN, "input_std": STD}

@@ -19,11 +19,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "../chart.hpp"
 #include "../demo_options.hpp"
+#include "blockcast/io/input_stats_file.hpp"
 #include "blockcast/ptq.hpp"
 #include "model.hpp"
 
@@ -112,6 +115,68 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
   return q;
 }
 
+/// The statistics (input_stats::add) of every projection's inputs on the float model over the
+/// calibration text, by stored weight name: what tools/collect_stats.py gathers from the
+/// PyTorch model, for `blockcast quantize --calibration`. q/k/v (and gate/up) get one object.
+std::map<std::string, ptq::input_stats> float_model_stats(const tiny_lm::model& m, const std::string& calibration,
+                                                          unsigned threads) {
+  const std::size_t window = static_cast<std::size_t>(m.cfg.context), windows = calibration.size() / window;
+  std::vector<matrix> stream(windows);
+  for_each_window(windows, threads, [&](std::size_t w) {
+    stream[w] = m.embed_bytes(reinterpret_cast<const std::uint8_t*>(calibration.data()) + w * window, m.cfg.context);
+  });
+  std::map<std::string, ptq::input_stats> out;
+  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
+    const block& b = m.blocks[l];
+    for (linear_input kind : {linear_input::attention, linear_input::attention_output, linear_input::mlp,
+                              linear_input::mlp_hidden}) {
+      ptq::input_stats stats(static_cast<std::size_t>(kind == linear_input::mlp_hidden ? m.cfg.intermediate : m.cfg.hidden));
+      std::vector<matrix> inputs(windows);
+      for_each_window(windows, threads, [&](std::size_t w) { inputs[w] = m.linear_inputs(b, stream[w], kind); });
+      for (const matrix& x : inputs) stats.add(x);  // in window order, as Python adds them
+      for (proj p : tiny_lm::projections)
+        if (tiny_lm::input_of(p) == kind) out.emplace(tiny_lm::model::tensor_name(static_cast<int>(l), p), stats);
+    }
+    for_each_window(windows, threads, [&](std::size_t w) { stream[w] = m.block_forward(b, std::move(stream[w])); });
+  }
+  return out;
+}
+
+/// --check-checkpoint: the checkpoint `blockcast quantize --method ed --calibration <stats>`
+/// wrote must hold exactly the weights ED gives here in process from the same statistics file,
+/// and so the same held-out perplexity. Returns the process's exit code.
+int check_checkpoint(const tiny_lm::model& m, const std::string& dir, const std::string& stats_path, const std::string& text,
+                     unsigned threads) {
+  const tiny_lm::model written = tiny_lm::model::load(dir);
+  const blockcast::io::safetensors_file stats_file(stats_path);
+  const auto formats = blockcast::io::quantized_weights(blockcast::io::safetensors_file(dir + "/model.safetensors"));
+  std::vector<block> here = m.blocks;
+  std::size_t differing = 0, compared = 0;
+  for (std::size_t l = 0; l < here.size(); ++l)
+    for (proj p : tiny_lm::projections) {
+      const std::string name = tiny_lm::model::tensor_name(static_cast<int>(l), p);
+      const auto w = formats.find(name);
+      if (w == formats.end()) throw std::runtime_error(dir + ": " + name + " is not quantized");
+      const ptq::input_stats stats = blockcast::io::read_input_stats(stats_file, name);
+      blockcast::visit_format(w->second.format, [&](auto tag) {
+        here[l][p] = ptq::error_diffusion<typename decltype(tag)::type>(m.blocks[l][p], stats).dequantized;
+      });
+      const matrix& got = written.blocks[l][p];
+      for (Eigen::Index i = 0; i < got.size(); ++i) {
+        if (std::memcmp(got.data() + i, here[l][p].data() + i, sizeof(float)) != 0 && differing++ < 5)
+          std::printf("  %s value %ld: the checkpoint holds %g, ED here gives %g\n", name.c_str(), static_cast<long>(i),
+                      static_cast<double>(got.data()[i]), static_cast<double>(here[l][p].data()[i]));
+      }
+      compared += static_cast<std::size_t>(got.size());
+    }
+  const double from_file = tiny_lm::perplexity(written, written.blocks, text, threads).perplexity;
+  const double in_process = tiny_lm::perplexity(m, here, text, threads).perplexity;
+  std::printf("checkpoint %s (%s): held-out perplexity %.6f; ED in process from %s: %.6f; %zu of %zu weights differ\n",
+              dir.c_str(), formats.begin()->second.format.c_str(), from_file, stats_path.c_str(), in_process, differing,
+              compared);
+  return differing == 0 && from_file == in_process ? 0 : 1;
+}
+
 double weight_sqnr_db(const tiny_lm::model& m, const std::vector<block>& q) {
   double signal = 0, noise = 0;
   for (std::size_t l = 0; l < q.size(); ++l)
@@ -130,6 +195,7 @@ int main(int argc, char** argv) {
   std::string formats, methods = "rtn,ed,gptq", svg;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::size_t calibration_bytes = 16384;
+  std::string stats_out, checkpoint, stats_in;
   bool float_only = false;
   app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
   app.add_option("--record", record, "the training record (JSON) with the float held-out perplexity");
@@ -142,7 +208,18 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "threads")->check(CLI::Range(1u, 256u));
   app.add_option("--svg", svg, "write the chart of the table to this SVG file");
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the record (relative 1e-4)");
+  app.add_option("--stats-out", stats_out,
+                 "write the float model's input statistics of every projection over the calibration text "
+                 "(docs/calibration_stats.md), then exit");
+  app.add_option("--check-checkpoint", checkpoint,
+                 "a model directory written by `blockcast quantize --method ed --calibration STATS`: exit 1 unless its "
+                 "weights and perplexity are those of ED in process from STATS (--stats)");
+  app.add_option("--stats", stats_in, "the statistics file --check-checkpoint was quantized with");
   CLI11_PARSE(app, argc, argv);
+  if (!checkpoint.empty() && stats_in.empty()) {
+    std::fprintf(stderr, "tiny_lm: --check-checkpoint needs --stats\n");
+    return 2;
+  }
   if (model_dir.empty()) model_dir = dir + "/model";
   if (record.empty()) record = dir + "/record.json";
   if (heldout.empty()) heldout = dir + "/data/heldout.txt";
@@ -163,11 +240,21 @@ int main(int argc, char** argv) {
                 "difference %.1e)\n",
                 float_result.perplexity, float_result.predicted, recorded_ppl, relative);
     if (float_only) return relative <= 1e-4 ? 0 : 1;
+    if (!checkpoint.empty()) return check_checkpoint(m, checkpoint, stats_in, text, threads);
 
     std::string calibration = tiny_lm::read_text(calibration_text);
     calibration.resize(std::min(calibration.size(), calibration_bytes));
     if (calibration.size() < static_cast<std::size_t>(m.cfg.context))
       throw std::runtime_error(calibration_text + ": less calibration text than one window");
+    if (!stats_out.empty()) {
+      const auto stats = float_model_stats(m, calibration, threads);
+      blockcast::io::safetensors_writer out(stats_out);
+      for (const auto& [name, st] : stats) blockcast::io::add_input_stats(out, name, st);
+      out.commit();
+      std::printf("wrote %s: statistics of %zu weights' inputs over %zu bytes of calibration text\n", stats_out.c_str(),
+                  stats.size(), calibration.size() / m.cfg.context * m.cfg.context);
+      return 0;
+    }
 
     const std::vector<std::string> format_names = demo::format_list(formats);
     std::vector<method> method_list;

@@ -8,7 +8,8 @@
 //   h = post_attention_layernorm(x) -> norm -> lm_head -> logits over 256 bytes
 //
 // Every weight is the out x in row-major matrix blockcast quantizes (the stored layout), so a
-// quantized model is the same model with some matrices replaced (model::linear).
+// quantized model is the same model with some matrices replaced (model::linear). A directory
+// written by `blockcast quantize` loads too: its quantized weights are dequantized to float.
 #pragma once
 
 #include <Eigen/Dense>
@@ -25,6 +26,8 @@
 #include <vector>
 
 #include "blockcast/io/json.hpp"
+#include "blockcast/api.hpp"
+#include "blockcast/io/quantized_weights.hpp"
 #include "blockcast/io/safetensors.hpp"
 #include "blockcast/ptq/matrix.hpp"
 
@@ -147,9 +150,25 @@ struct model {
       const auto values = f.to_float(t);
       return matrix(Eigen::Map<const matrix>(values.data(), rows, cols));
     };
+    const auto quantized = blockcast::io::quantized_weights(f);
+    auto read_weight = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols) {
+      const auto q = quantized.find(name);
+      if (q == quantized.end()) return read(name, rows, cols);
+      const auto& w = q->second;
+      if (w.rows != static_cast<std::size_t>(rows) || w.cols != static_cast<std::size_t>(cols))
+        throw std::runtime_error(dir + ": " + name + " is a quantized " + std::to_string(w.rows) + " x " +
+                                 std::to_string(w.cols) + " weight, the config wants " + std::to_string(rows) + " x " +
+                                 std::to_string(cols));
+      matrix out(rows, cols);
+      blockcast::visit_format(w.format, [&](auto tag) {
+        using format = typename decltype(tag)::type;
+        blockcast::dequantize(blockcast::io::read_quantized_weight<format>(f, w), out.data());
+      });
+      return out;
+    };
     const config& c = m.cfg;
-    m.embed = read("model.embed_tokens.weight", c.vocab, c.hidden);
-    m.head = c.tied ? m.embed : read("lm_head.weight", c.vocab, c.hidden);
+    m.embed = read_weight("model.embed_tokens.weight", c.vocab, c.hidden);
+    m.head = c.tied ? m.embed : read_weight("lm_head.weight", c.vocab, c.hidden);
     m.final_norm = read("model.norm.weight", 1, c.hidden);
     for (int l = 0; l < c.layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -158,7 +177,7 @@ struct model {
       b.mlp_norm = read(p + "post_attention_layernorm.weight", 1, c.hidden);
       for (proj j : projections) {
         const bool down = j == proj::down, widen = j == proj::gate || j == proj::up;
-        b[j] = read(p + name_of(j) + ".weight", widen ? c.intermediate : c.hidden, down ? c.intermediate : c.hidden);
+        b[j] = read_weight(p + name_of(j) + ".weight", widen ? c.intermediate : c.hidden, down ? c.intermediate : c.hidden);
       }
       m.blocks.push_back(std::move(b));
     }

@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -72,8 +71,11 @@ def install(packages):
                    env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
-install(["python3-torch", "python3-numpy", "libopenblas0-pthread", "fortunes"])
+if __name__ == "__main__":  # (collect_stats.py imports this file for the model alone)
+    install(["python3-torch", "python3-numpy", "libopenblas0-pthread", "fortunes"])
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+import safetensors_io  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -215,40 +217,13 @@ def perplexity(net, eval_windows):
     return math.exp(total / count), total / count
 
 
-def save_safetensors(path, tensors, metadata):
-    """BF16 tensors (round to nearest even), names as given."""
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        b = t.detach().to(torch.bfloat16).contiguous().view(torch.int16).numpy().astype("<i2").tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    os.replace(tmp, path)
-
-
 def load_model(directory):
     """The model of a directory written by this script (config.json, BF16 model.safetensors)."""
     with open(os.path.join(directory, "config.json")) as f:
         config = {k: v for k, v in json.load(f).items() if k in CONFIG}
     net = TinyLM(config)
-    with open(os.path.join(directory, "model.safetensors"), "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    state = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "BF16":
-            raise ValueError(f"{name}: expected BF16, got {info['dtype']}")
-        begin, end = info["data_offsets"]
-        raw = np.frombuffer(data[8 + n + begin:8 + n + end], dtype="<u2").astype(np.uint32) << 16
-        state[name] = torch.from_numpy(raw.view(np.float32).reshape(info["shape"]).copy())
+    arrays, _ = safetensors_io.read(os.path.join(directory, "model.safetensors"))
+    state = {name: torch.from_numpy(a) for name, a in arrays.items()}
     net.load_state_dict(state)
     net.eval()
     return net
@@ -333,7 +308,8 @@ def main():
     ppl, nll = perplexity(net, eval_windows)
     out = os.path.join(HERE, "model")
     os.makedirs(out, exist_ok=True)
-    save_safetensors(os.path.join(out, "model.safetensors"), tensors, {"format": "pt"})
+    safetensors_io.write(os.path.join(out, "model.safetensors"), {k: safetensors_io.bf16(t) for k, t in tensors.items()},
+                         {"format": "pt"})
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
               "torch_dtype": "bfloat16", "attention_bias": False, "bos_token_id": None, "eos_token_id": None,
               **CONFIG}
