@@ -18,6 +18,9 @@ path from them to a quantized checkpoint (issue: calibration at model scale).
    from C++'s is not the same bit for bit: a last-bit difference in H moves a near-tie, and
    the carried error moves the codes after it in that row (measured: 0.3% of the stored
    bytes); the count is printed.
+5. llama.cpp importance matrices written from the same statistics (GGUF and legacy .dat):
+   `blockcast quantize --method ed --calibration imatrix` writes the weights of ED from the
+   diagonal model with scale search, bit for bit; GPTQ from one is refused.
 """
 import argparse
 import os
@@ -115,7 +118,7 @@ def main():
 
         # 3. tiny_lm: PyTorch model (Python) against the C++ forward pass
         py_stats, cpp_stats_file = os.path.join(work, "tiny_lm_py.safetensors"), os.path.join(work, "tiny_lm_cpp.safetensors")
-        run(sys.executable, os.path.join(HERE, "..", "tools", "collect_stats.py"), "--tiny-lm", args.model,
+        run(sys.executable, "-B", os.path.join(HERE, "..", "tools", "collect_stats.py"), "--tiny-lm", args.model,
             "--text", args.text, "--bytes", 16384, "-o", py_stats)
         run(args.tiny_lm, "--model", args.model, "--calibration", args.text, "--calibration-bytes", 16384,
             "--stats-out", cpp_stats_file)
@@ -140,6 +143,26 @@ def main():
             total = sum(a[n].size for n in differing)
             print(f"      {fmt}: ED from Python's and from C++'s statistics: {sum(differing.values())} of {total} stored "
                   f"bytes (codes and scales) differ")
+
+        # 5. llama.cpp importance matrices (the same statistics' diagonal), both files: ED from
+        # the diagonal model with scale search, through the CLI, against the same in process
+        for name in ("imatrix.dat", "imatrix.gguf"):
+            imatrix = os.path.join(work, name)
+            run(args.tiny_lm, "--model", args.model, "--calibration", args.text, "--calibration-bytes", 16384,
+                "--imatrix-out", imatrix)
+            out = os.path.join(work, "mxfp4-" + name)
+            run(args.cli, "quantize", args.model, "-o", out, "--format", "mxfp4", "--method", "ed", "--calibration", imatrix,
+                *layers)
+            result = subprocess.run([args.tiny_lm, "--model", args.model, "--check-checkpoint", out, "--stats", imatrix],
+                                    capture_output=True, text=True)
+            print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr)
+            check(result.returncode == 0, f"{name}: the checkpoint holds ED-from-the-diagonal's weights bit for bit")
+            refused = subprocess.run([args.cli, "quantize", args.model, "-o", os.path.join(work, "gptq"), "--format",
+                                      "mxfp4", "--method", "gptq", "--calibration", imatrix, *layers],
+                                     capture_output=True, text=True)
+            check(refused.returncode != 0 and "GPTQ needs H itself" in refused.stderr
+                  and not os.path.exists(os.path.join(work, "gptq")),
+                  f"{name}: GPTQ from an importance matrix is refused, nothing written")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

@@ -22,10 +22,12 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "../chart.hpp"
 #include "../demo_options.hpp"
+#include "blockcast/io/imatrix_file.hpp"
 #include "blockcast/io/input_stats_file.hpp"
 #include "blockcast/ptq.hpp"
 #include "model.hpp"
@@ -39,8 +41,12 @@ using tiny_lm::matrix;
 using tiny_lm::proj;
 namespace ptq = blockcast::ptq;
 
-enum class method { rtn, ed, gptq };
-const char* name_of(method m) { return m == method::rtn ? "rtn" : m == method::ed ? "ed" : "gptq"; }
+// ed_diag: ED from the diagonal of the same statistics alone (what an importance matrix such
+// as llama.cpp's holds) with importance-weighted block-scale search.
+enum class method { rtn, ed, ed_diag, gptq };
+const char* name_of(method m) {
+  return m == method::rtn ? "rtn" : m == method::ed ? "ed" : m == method::ed_diag ? "ed-diag" : "gptq";
+}
 
 struct quantized_model {
   std::vector<block> blocks;
@@ -51,7 +57,7 @@ struct quantized_model {
 struct group_statistics {
   explicit group_statistics(Eigen::Index k) : ed(static_cast<std::size_t>(k)), hessian(Eigen::MatrixXd::Zero(k, k)) {}
   void add(const matrix& x, method m) {
-    if (m == method::ed) ed.add(x);
+    if (m != method::gptq) ed.add(x);
     else hessian.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose().cast<double>());
     count += static_cast<std::size_t>(x.rows());
   }
@@ -101,6 +107,11 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
             ptq::ed_options opt;
             opt.cast = cast;
             b[p] = ptq::error_diffusion<Format>(b[p], stats.ed, opt).dequantized;
+          } else if (how == method::ed_diag) {
+            ptq::ed_options opt;
+            opt.cast = cast;
+            opt.scale_search = true;
+            b[p] = ptq::error_diffusion<Format>(b[p], ptq::diagonal_model(stats.ed.mean_square()), opt).dequantized;
           } else {
             ptq::gptq_options opt;
             opt.cast = cast;
@@ -148,7 +159,12 @@ std::map<std::string, ptq::input_stats> float_model_stats(const tiny_lm::model& 
 int check_checkpoint(const tiny_lm::model& m, const std::string& dir, const std::string& stats_path, const std::string& text,
                      unsigned threads) {
   const tiny_lm::model written = tiny_lm::model::load(dir);
-  const blockcast::io::safetensors_file stats_file(stats_path);
+  // statistics (ED), or an importance matrix (ED from its diagonal, with scale search)
+  const bool imatrix = blockcast::io::is_imatrix_file(stats_path);
+  const std::optional<blockcast::io::importance_matrix> importance =
+      imatrix ? std::optional(blockcast::io::read_imatrix(stats_path)) : std::nullopt;
+  const std::optional<blockcast::io::safetensors_file> stats_file =
+      imatrix ? std::nullopt : std::optional<blockcast::io::safetensors_file>(stats_path);
   const auto formats = blockcast::io::quantized_weights(blockcast::io::safetensors_file(dir + "/model.safetensors"));
   std::vector<block> here = m.blocks;
   std::size_t differing = 0, compared = 0;
@@ -157,9 +173,19 @@ int check_checkpoint(const tiny_lm::model& m, const std::string& dir, const std:
       const std::string name = tiny_lm::model::tensor_name(static_cast<int>(l), p);
       const auto w = formats.find(name);
       if (w == formats.end()) throw std::runtime_error(dir + ": " + name + " is not quantized");
-      const ptq::input_stats stats = blockcast::io::read_input_stats(stats_file, name);
+      ptq::ed_options opt;
+      ptq::ed_model model;
+      if (importance) {
+        const blockcast::io::importance* imp = importance->find(name);
+        if (!imp) throw std::runtime_error(stats_path + ": no entry for " + name);
+        model = ptq::diagonal_model(Eigen::Map<const Eigen::VectorXd>(imp->mean_square.data(),
+                                                                      static_cast<Eigen::Index>(imp->mean_square.size())));
+        opt.scale_search = true;
+      } else {
+        model = blockcast::io::read_input_stats(*stats_file, name).model(opt.rank, opt.damp);
+      }
       blockcast::visit_format(w->second.format, [&](auto tag) {
-        here[l][p] = ptq::error_diffusion<typename decltype(tag)::type>(m.blocks[l][p], stats).dequantized;
+        here[l][p] = ptq::error_diffusion<typename decltype(tag)::type>(m.blocks[l][p], model, opt).dequantized;
       });
       const matrix& got = written.blocks[l][p];
       for (Eigen::Index i = 0; i < got.size(); ++i) {
@@ -195,7 +221,7 @@ int main(int argc, char** argv) {
   std::string formats, methods = "rtn,ed,gptq", svg;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::size_t calibration_bytes = 16384;
-  std::string stats_out, checkpoint, stats_in;
+  std::string stats_out, imatrix_out, checkpoint, stats_in;
   bool float_only = false;
   app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
   app.add_option("--record", record, "the training record (JSON) with the float held-out perplexity");
@@ -204,17 +230,19 @@ int main(int argc, char** argv) {
   app.add_option("--calibration-bytes", calibration_bytes, "how much of it (whole windows of the context)")
       ->capture_default_str();
   app.add_option("--formats", formats, "comma-separated formats (default: every preset)");
-  app.add_option("--methods", methods, "comma-separated methods among rtn, ed, gptq")->capture_default_str();
+  app.add_option("--methods", methods, "comma-separated methods among rtn, ed, ed-diag (ED from the statistics' diagonal alone, as from an importance matrix), gptq")->capture_default_str();
   app.add_option("--threads", threads, "threads")->check(CLI::Range(1u, 256u));
   app.add_option("--svg", svg, "write the chart of the table to this SVG file");
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the record (relative 1e-4)");
   app.add_option("--stats-out", stats_out,
                  "write the float model's input statistics of every projection over the calibration text "
                  "(docs/calibration_stats.md), then exit");
+  app.add_option("--imatrix-out", imatrix_out,
+                 "write the same statistics' diagonal as a llama.cpp importance matrix (.gguf, or legacy .dat), then exit");
   app.add_option("--check-checkpoint", checkpoint,
                  "a model directory written by `blockcast quantize --method ed --calibration STATS`: exit 1 unless its "
                  "weights and perplexity are those of ED in process from STATS (--stats)");
-  app.add_option("--stats", stats_in, "the statistics file --check-checkpoint was quantized with");
+  app.add_option("--stats", stats_in, "the statistics file or importance matrix --check-checkpoint was quantized with");
   CLI11_PARSE(app, argc, argv);
   if (!checkpoint.empty() && stats_in.empty()) {
     std::fprintf(stderr, "tiny_lm: --check-checkpoint needs --stats\n");
@@ -246,6 +274,20 @@ int main(int argc, char** argv) {
     calibration.resize(std::min(calibration.size(), calibration_bytes));
     if (calibration.size() < static_cast<std::size_t>(m.cfg.context))
       throw std::runtime_error(calibration_text + ": less calibration text than one window");
+    if (!imatrix_out.empty()) {
+      std::map<std::string, blockcast::io::importance> weights;
+      for (const auto& [name, st] : float_model_stats(m, calibration, threads)) {
+        const Eigen::VectorXd ms = st.mean_square();
+        weights[blockcast::io::gguf_weight_name(name)] = {std::vector<double>(ms.data(), ms.data() + ms.size()),
+                                                          static_cast<double>(st.count())};
+      }
+      const bool dat = imatrix_out.size() > 4 && imatrix_out.compare(imatrix_out.size() - 4, 4, ".dat") == 0;
+      if (dat) blockcast::io::write_imatrix_dat(imatrix_out, weights, static_cast<std::int32_t>(calibration.size() / m.cfg.context));
+      else blockcast::io::write_imatrix_gguf(imatrix_out, weights);
+      std::printf("wrote %s: importance matrix (%s) of %zu weights\n", imatrix_out.c_str(), dat ? "legacy .dat" : "GGUF",
+                  weights.size());
+      return 0;
+    }
     if (!stats_out.empty()) {
       const auto stats = float_model_stats(m, calibration, threads);
       blockcast::io::safetensors_writer out(stats_out);
@@ -261,14 +303,15 @@ int main(int argc, char** argv) {
     for (const auto& name : demo::split(methods)) {
       if (name == "rtn") method_list.push_back(method::rtn);
       else if (name == "ed") method_list.push_back(method::ed);
+      else if (name == "ed-diag") method_list.push_back(method::ed_diag);
       else if (name == "gptq") method_list.push_back(method::gptq);
-      else throw std::runtime_error("unknown method '" + name + "' (known: rtn, ed, gptq)");
+      else throw std::runtime_error("unknown method '" + name + "' (known: rtn, ed, ed-diag, gptq)");
     }
 
     const std::size_t total = format_names.size() * method_list.size();
     std::size_t done = 0;
     std::vector<chart::row> rows;
-    std::printf("\n%-11s %5s  %-6s %10s %9s %12s %9s\n", "format", "bits", "method", "perplexity", "vs float",
+    std::printf("\n%-11s %5s  %-7s %10s %9s %12s %9s\n", "format", "bits", "method", "perplexity", "vs float",
                 "weight SQNR", "time");
     for (const auto& format : format_names) {
       const double bits = blockcast::find_format(format).bits_per_value;
@@ -281,7 +324,7 @@ int main(int argc, char** argv) {
         const auto r = tiny_lm::perplexity(m, q.blocks, text, threads);
         const double increase = 100.0 * (r.perplexity / float_result.perplexity - 1.0), sqnr = weight_sqnr_db(m, q.blocks);
         if (tty) std::fprintf(stderr, "\r\033[K");
-        std::printf("%-11s %5.2f  %-6s %10.4f %+8.2f%% %9.1f dB %7.2f s\n", format.c_str(), bits, name_of(how), r.perplexity,
+        std::printf("%-11s %5.2f  %-7s %10.4f %+8.2f%% %9.1f dB %7.2f s\n", format.c_str(), bits, name_of(how), r.perplexity,
                     increase, sqnr, q.seconds);
         rows.push_back({format, name_of(how), bits, std::max(increase, 0.01), sqnr});
         std::fflush(stdout);

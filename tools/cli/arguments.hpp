@@ -53,7 +53,7 @@ inline invocation parse_arguments(int argc, const char* const* argv) {
   quantize->add_option("--layout", layout_name, "how weights are stored: " + joined(layout_names(true)) +
                                                     " (default: gguf for a .gguf input, else blockcast)")
       ->check(CLI::IsMember(layout_names(true)));
-  quantize->add_option("--calibration", q.calibration, "safetensors file with '<weight>.inputs' (N x K layer inputs) or their statistics (docs/calibration_stats.md), for ed and gptq")
+  quantize->add_option("--calibration", q.calibration, "safetensors file with '<weight>.inputs' (N x K layer inputs) or their statistics (docs/calibration_stats.md), for ed and gptq; or a llama.cpp importance matrix (.gguf, .dat), for ed")
       ->check(CLI::ExistingFile);
   quantize->add_option("--include", q.include, "quantize only tensors whose name matches this regex")->capture_default_str();
   quantize->add_option("--exclude", q.exclude, "copy tensors whose name matches this regex unchanged");

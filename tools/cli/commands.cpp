@@ -132,7 +132,7 @@ std::vector<tensor_choice> selection(const io::safetensors_file& in, const quant
 struct quantize_run {
   const quantize_request& req;
   io::layout layout;
-  const io::safetensors_file* calib;
+  const calibration_file* calib;
   const progress_fn& progress;
   std::vector<tensor_report> reports;
   std::size_t done = 0, total = 0;
@@ -307,8 +307,8 @@ inline std::vector<tensor_report> quantize_safetensors(const quantize_request& r
   const io::model_files in = io::open_model(weights);
   if (!part.whole() && !in.sharded)
     throw io::file_error(weights, "--part splits a sharded model (its model.safetensors.index.json); this is a single file");
-  std::unique_ptr<io::safetensors_file> calib;
-  if (!req.calibration.empty()) calib = std::make_unique<io::safetensors_file>(req.calibration);
+  std::unique_ptr<calibration_file> calib;
+  if (!req.calibration.empty()) calib = calibration_file::open(req.calibration);
   quantize_run run{req, l, calib.get(), progress, {}, 0, io::check_shards(in), 0};
   nlohmann::json identity;  // a part's identity: what must be the same in every part of one conversion
   if (!part.whole()) {

@@ -49,7 +49,7 @@ inline tensor_source source_of(const io::gguf_file& in, const io::gguf_tensor& t
 
 template <class Format>
 void quantize_gguf_file(const io::gguf_file& in, const std::string& staged, const std::string& label, const quantize_request& req,
-                        const io::safetensors_file* calib, std::vector<tensor_report>& reports, const progress_fn& progress) {
+                        const calibration_file* calib, std::vector<tensor_report>& reports, const progress_fn& progress) {
   const name_rules rules(req, io::layout::gguf);
   struct plan {
     bool quantize = false, scale_tensor = false;
@@ -142,8 +142,8 @@ inline std::vector<tensor_report> quantize_gguf(const quantize_request& req, con
   if (!req.part.empty()) throw invalid_argument("--part splits a sharded safetensors model, not a GGUF file");
   if (!io::is_gguf_path(req.output)) throw io::file_error(req.output, "a GGUF model's output is a .gguf file");
   const io::gguf_file in(req.input);
-  std::unique_ptr<io::safetensors_file> calib;
-  if (!req.calibration.empty()) calib = std::make_unique<io::safetensors_file>(req.calibration);
+  std::unique_ptr<calibration_file> calib;
+  if (!req.calibration.empty()) calib = calibration_file::open(req.calibration);
   refuse_overwrite(req.output, req.output, identify_inputs(calib ? std::vector<std::string>{req.input, req.calibration} : std::vector<std::string>{req.input}),
                    req.input);
   std::vector<tensor_report> reports;

@@ -12,12 +12,14 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "blockcast/io/imatrix_file.hpp"
 #include "blockcast/io/input_stats_file.hpp"
 #include "blockcast/io/layout.hpp"
 #include "blockcast/io/model_directory.hpp"
@@ -188,13 +190,53 @@ inline ptq::matrix calibration_inputs(const io::safetensors_file& calib, const s
   return x;
 }
 
+/// The --calibration file: safetensors (raw inputs "<weight>.inputs" or statistics) or a
+/// llama.cpp importance matrix (GGUF or legacy .dat), which is read whole when opened.
+struct calibration_file {
+  std::unique_ptr<io::safetensors_file> tensors;
+  std::optional<io::importance_matrix> imatrix;
+
+  static std::unique_ptr<calibration_file> open(const std::string& path) {
+    auto c = std::make_unique<calibration_file>();
+    if (io::is_imatrix_file(path)) c->imatrix = io::read_imatrix(path);
+    else c->tensors = std::make_unique<io::safetensors_file>(path);
+    return c;
+  }
+  /// A file that changed while it was read fails the run (the importance matrix was read whole).
+  void check_unchanged() const {
+    if (tensors) tensors->check_unchanged();
+  }
+};
+
+// How weight `name` (K = cols) is quantized given an importance matrix: ED from its diagonal
+// model with importance-weighted block-scale search (without the search ED would be RTN).
+inline method_plan importance_plan(method m, const io::importance_matrix& imatrix, const std::string& name, std::size_t cols) {
+  const io::importance* imp = imatrix.find(name);
+  const std::string what = "the importance matrix";
+  if (!imp)
+    throw io::file_error(imatrix.path, "no entry for " + io::in_quotes(name) + " (nor " + io::in_quotes(io::gguf_weight_name(name)) +
+                                           "): exclude the weight (--exclude) or use an importance matrix of this model");
+  if (m == method::gptq)
+    throw io::file_error(imatrix.path, "an importance matrix holds only H's diagonal; GPTQ needs H itself: use --method ed");
+  if (imp->mean_square.size() != cols)
+    throw io::file_error(imatrix.path, "the entry for " + io::in_quotes(name) + " has " + std::to_string(imp->mean_square.size()) +
+                                           " input channels, the weight has K = " + std::to_string(cols));
+  method_plan plan{m, nullptr, {}, {}};
+  plan.ed = ptq::diagonal_model(Eigen::Map<const Eigen::VectorXd>(imp->mean_square.data(), static_cast<Eigen::Index>(cols)));
+  plan.scale_search = true;
+  return plan;
+}
+
 // How weight `name` (K = cols) is quantized given the calibration file, if any: from stored
-// statistics (io/input_stats_file.hpp) when the file has them for this weight, else from its
+// statistics (io/input_stats_file.hpp) when the file has them for this weight, from an
+// importance matrix's diagonal (importance_plan), else from its
 // raw inputs "<name>.inputs", kept in `inputs` (the report's output SQNR needs them; with
 // statistics there is none). GPTQ needs H itself, so from statistics only exact ones (K <=
 // sketch size) serve it.
-inline method_plan calibrated_plan(method m, const io::safetensors_file* calib, const std::string& name, std::size_t cols,
+inline method_plan calibrated_plan(method m, const calibration_file* file, const std::string& name, std::size_t cols,
                                    unsigned threads, ptq::matrix& inputs) {
+  if (file && file->imatrix) return importance_plan(m, *file->imatrix, name, cols);
+  const io::safetensors_file* calib = file ? file->tensors.get() : nullptr;
   if (calib && io::has_input_stats(*calib, name)) {
     const ptq::input_stats stats = io::read_input_stats(*calib, name);
     const std::string what = "the input statistics of " + io::in_quotes(name);

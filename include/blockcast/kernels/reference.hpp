@@ -68,6 +68,19 @@ block_scale make_block_scale(std::uint32_t amax_bits, const block_context& ctx) 
   return bs;
 }
 
+/// The block scale whose stored byte is `code` (not a NaN code): what make_block_scale gives
+/// when it picks that code, for choosing among neighbouring scales (ptq's scale search).
+template <class Format>
+block_scale block_scale_of_code(std::uint8_t code, const block_context& ctx) {
+  using scale = typename Format::scale_type;
+  block_scale bs;
+  bs.code = code;
+  bs.value = scale::decode(code);
+  if constexpr (!Format::has_tensor_scale) bs.shared_exp = e8m0::exponent(code);
+  else bs.inverse = std::min(1.0f / (bs.value * ctx.tensor_decode), std::numeric_limits<float>::max());
+  return bs;
+}
+
 /// The element code of value v of a block with scale bs (step 3 of OCP MX 6.3, or NVFP4's
 /// q_i); `index` is v's tensor index (stochastic rounding). Meaningless for a NaN scale.
 template <class Format>

@@ -30,7 +30,25 @@ struct ed_options {
   std::size_t rank = 0;  ///< r; 0 = min(64, K). An option for the curious, not a knob to tune.
   double damp = 0.01;    ///< residual-diagonal damping, a fraction of mean(diag H) (as GPTQ)
   cast_options cast;     ///< the format's rounding and scale rule; cast.threads splits rows
+  /// Block-scale search: each block's scale is the amax scale or a neighbouring code,
+  /// whichever gives the block's adjusted values the smallest error weighted by H's diagonal
+  /// (the model's d + |U_k|^2). What a diagonal model (an importance matrix) can do at all:
+  /// with U = 0 nothing is carried, and without the search ED is RTN.
+  bool scale_search = false;
 };
+
+/// The diagonal model of H from per-channel mean squares alone (an importance matrix, such as
+/// llama.cpp's): U has no columns, d = mean_square + damp * mean(mean_square); a zero
+/// diagonal (no information) weighs every channel equally.
+inline ed_model diagonal_model(const Eigen::VectorXd& mean_square, double damp = 0.01) {
+  if (!mean_square.allFinite() || (mean_square.array() < 0).any())
+    blockcast::detail::fail<invalid_argument>("diagonal_model: mean squares must be finite and >= 0");
+  ed_model m;
+  m.U.resize(mean_square.size(), 0);
+  m.d = mean_square.array() + damp * mean_square.mean();
+  if (!(mean_square.mean() > 0)) m.d.setConstant(1.0);
+  return m;
+}
 
 /// The diffusion weights g (K x r) of a model: g_k = (I + S_k)^{-1} U_k / d_k.
 inline Eigen::MatrixXd diffusion_weights(const ed_model& model) {
@@ -65,6 +83,8 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   const fmat u = model.U.cast<float>();                  // K x r
   const fmat g = diffusion_weights(model).cast<float>();  // K x r
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
+  // H's diagonal in the model, the scale search's weights
+  const Eigen::VectorXf h_diagonal = (model.d + model.U.rowwise().squaredNorm()).cast<float>();
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
@@ -77,7 +97,13 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
       const fmat adjusted = w.block(static_cast<Eigen::Index>(r0), static_cast<Eigen::Index>(s), rows,
                                     static_cast<Eigen::Index>(len)) +
                             carry * g.middleRows(static_cast<Eigen::Index>(s), static_cast<Eigen::Index>(len)).transpose();
-      for (Eigen::Index i = 0; i < rows; ++i) out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx);
+      for (Eigen::Index i = 0; i < rows; ++i) {
+        if (opt.scale_search)
+          out.start_block_searched(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), h_diagonal.data() + s, len, ctx,
+                                   (r0 + static_cast<std::size_t>(i)) * k + s);
+        else
+          out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx);
+      }
       for (std::size_t j = s; j < s + len; ++j) {
         const Eigen::Index jj = static_cast<Eigen::Index>(j);
         const Eigen::VectorXf adjust = carry * g.row(jj).transpose();  // g_j . c per row

@@ -3,8 +3,10 @@
 // and element codes from kernels/reference.hpp, rows in fixed chunks across threads.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,47 @@ quantized_matrix<Format> empty_result(const matrix_ref& w, const char* method, c
   return q;
 }
 
+/// sum_j weight_j (v_j - q_j)^2 of a block quantized with scale bs (a NaN scale: infinite).
+template <class Format>
+double weighted_block_error(const float* v, const float* weight, std::size_t len, const reference::block_scale& bs,
+                            const reference::block_context& ctx, std::uint64_t first_index) {
+  if (bs.nan) return INFINITY;
+  double e = 0;
+  for (std::size_t j = 0; j < len; ++j) {
+    const float q = reference::dequantize_value<Format>(reference::quantize_value<Format>(v[j], bs, ctx, first_index + j), bs,
+                                                        ctx.tensor_decode);
+    const double d = static_cast<double>(v[j]) - static_cast<double>(q);
+    e += static_cast<double>(weight[j]) * d * d;
+  }
+  return e;
+}
+
+/// Block-scale search: the scale the block's amax gives (the format's rule) or one of the codes
+/// either side of it, whichever gives the smallest error weighted by `weight` (H's diagonal;
+/// all ones for the plain error). Ties keep the amax scale, so the result is never worse than
+/// it under that weighting. A NaN/Inf block keeps its NaN scale; a zero NVFP4 scale stays.
+template <class Format>
+reference::block_scale searched_block_scale(const float* v, const float* weight, std::size_t len,
+                                            const reference::block_context& ctx, std::uint64_t first_index) {
+  using scale = typename Format::scale_type;
+  const reference::block_scale base = reference::make_block_scale<Format>(reference::amax_bits(v, len), ctx);
+  if (base.nan || (Format::has_tensor_scale && base.code == 0)) return base;
+  // the lowest and highest codes of a finite, nonzero scale
+  constexpr int lowest = Format::has_tensor_scale ? 1 : 0;
+  constexpr int highest = Format::has_tensor_scale ? 0x7e : e8m0::nan_code - 1;
+  static_assert(!Format::has_tensor_scale || std::is_same_v<scale, ue4m3>, "scale search: UE4M3 codes 1..0x7e");
+  reference::block_scale best = base;
+  double best_error = weighted_block_error<Format>(v, weight, len, base, ctx, first_index);
+  for (int step : {-1, 1}) {
+    const int code = static_cast<int>(base.code) + step;
+    if (code < lowest || code > highest) continue;
+    const auto candidate = reference::block_scale_of_code<Format>(static_cast<std::uint8_t>(code), ctx);
+    const double e = weighted_block_error<Format>(v, weight, len, candidate, ctx, first_index);
+    if (e < best_error) best = candidate, best_error = e;
+  }
+  return best;
+}
+
 /// The codes (one per byte) and scale bytes of a chunk of rows, and the block scales in use.
 template <class Format>
 struct chunk_codes {
@@ -77,6 +120,13 @@ struct chunk_codes {
   /// Starts block b of row i with the scale of its (adjusted or updated) values.
   void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx) {
     block[i] = reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
+    scales[i][b] = block[i].code;
+  }
+
+  /// Starts block b of row i with the searched scale (searched_block_scale).
+  void start_block_searched(std::size_t i, std::size_t b, const float* values, const float* weight, std::size_t len,
+                            const reference::block_context& ctx, std::uint64_t first_index) {
+    block[i] = searched_block_scale<Format>(values, weight, len, ctx, first_index);
     scales[i][b] = block[i].code;
   }
 
