@@ -109,3 +109,15 @@ seed += gguf_string("blk.0.ffn_down.weight") + struct.pack("<IQIQ", 1, 64, 40, 6
 seed = aligned(seed) + bytes([127]) + bytes(range(16)) + bytes([127]) + bytes(range(16, 32))
 seed = aligned(seed) + bytes([0x38] * 4) + bytes(range(32))
 put("gguf", "mxfp4_nvfp4.gguf", seed)
+
+# fuzz_imatrix: llama.cpp importance matrices (layouts in include/blockcast/io/imatrix_file.hpp)
+seed = struct.pack("<i", 2)
+for name, n in (("blk.0.attn_q.weight", 8), ("blk.0.ffn_down.weight", 4)):
+    seed += struct.pack("<i", len(name)) + name.encode() + struct.pack("<ii", 3, n) + floats([0.5 * (i + 1) for i in range(n)])
+put("imatrix", "legacy.dat", seed + struct.pack("<ii", 3, 4) + b"text")
+seed = b"GGUF" + struct.pack("<IQQ", 3, 2, 1)
+seed += gguf_string("general.type") + struct.pack("<I", 8) + gguf_string("imatrix")
+seed += gguf_string("blk.0.attn_q.weight.in_sum2") + struct.pack("<IQQIQ", 2, 8, 1, 0, 0)  # F32 [8, 1] at 0
+seed += gguf_string("blk.0.attn_q.weight.counts") + struct.pack("<IQQIQ", 2, 1, 1, 0, 32)  # F32 [1, 1] at 32
+seed = aligned(aligned(seed) + floats([i + 0.25 for i in range(8)])) + floats([16.0])
+put("imatrix", "imatrix.gguf", seed)

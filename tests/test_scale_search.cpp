@@ -90,3 +90,31 @@ TEST_CASE("diagonal_model refuses negative or non-finite mean squares", "[ptq][s
   CHECK_THROWS_AS(ptq::diagonal_model(ms), bc::invalid_argument);
   CHECK(ptq::diagonal_model(Eigen::VectorXd::Zero(8)).d == Eigen::VectorXd::Ones(8));
 }
+
+TEMPLATE_TEST_CASE("GPTQ and full ED with the scale search: codes that decode to the result, scales that moved", "[ptq][scale-search]",
+                   bc::mxfp4, bc::nvfp4) {
+  const diagonal_case c = make_case(40, 128, 23);
+  std::mt19937 rng(24);
+  std::normal_distribution<float> normal;
+  ptq::matrix x(512, 128);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng) * static_cast<float>(std::sqrt(c.mean_square(i % 128)));
+  ptq::gptq_options g;
+  ptq::ed_options e;
+  const auto gptq_plain = ptq::gptq<TestType>(c.w, x, g);
+  const auto ed_plain = ptq::error_diffusion<TestType>(c.w, ptq::input_stats::from(x), e);
+  g.scale_search = e.scale_search = true;
+  const auto gptq_searched = ptq::gptq<TestType>(c.w, x, g);
+  const auto ed_searched = ptq::error_diffusion<TestType>(c.w, ptq::input_stats::from(x), e);
+  for (const auto* r : {&gptq_searched, &ed_searched}) {
+    ptq::matrix decoded(c.w.rows(), c.w.cols());
+    bc::dequantize(r->packed, decoded.data());
+    INFO(bc::preset_name<TestType>() << " " << r->method);
+    CHECK(decoded == r->dequantized);
+  }
+  auto moved = [](const auto& a, const auto& b) {
+    return !std::equal(a.packed.scales().begin(), a.packed.scales().end(), b.packed.scales().begin());
+  };
+  INFO(bc::preset_name<TestType>());
+  CHECK(moved(gptq_plain, gptq_searched));
+  CHECK(moved(ed_plain, ed_searched));
+}

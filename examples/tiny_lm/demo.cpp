@@ -55,7 +55,8 @@ struct quantized_model {
 
 /// Statistics of one group of layers' inputs, accumulated a window at a time.
 struct group_statistics {
-  explicit group_statistics(Eigen::Index k) : ed(static_cast<std::size_t>(k)), hessian(Eigen::MatrixXd::Zero(k, k)) {}
+  group_statistics(Eigen::Index k, std::size_t sketch)
+      : ed(static_cast<std::size_t>(k), sketch), hessian(Eigen::MatrixXd::Zero(k, k)) {}
   void add(const matrix& x, method m) {
     if (m != method::gptq) ed.add(x);
     else hessian.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose().cast<double>());
@@ -70,8 +71,16 @@ struct group_statistics {
   std::size_t count = 0;
 };
 
+/// What the ED and GPTQ passes are run with (the options issue 15 measures).
+struct method_options {
+  std::size_t sketch = ptq::input_stats::default_sketch;  // ED's statistics
+  std::size_t rank = 0;                                   // ED's rank (0: its default)
+  bool scale_search = false;                              // ED and GPTQ
+};
+
 template <class Format>
-quantized_model quantize(const tiny_lm::model& m, method how, const std::string& calibration, unsigned threads) {
+quantized_model quantize(const tiny_lm::model& m, method how, const std::string& calibration, unsigned threads,
+                         const method_options& mo) {
   const auto start = std::chrono::steady_clock::now();
   blockcast::cast_options cast;
   cast.threads = threads;
@@ -90,7 +99,7 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
       for (linear_input kind : {linear_input::attention, linear_input::attention_output, linear_input::mlp,
                                 linear_input::mlp_hidden}) {
         const Eigen::Index k = kind == linear_input::mlp_hidden ? m.cfg.intermediate : m.cfg.hidden;
-        group_statistics stats(k);
+        group_statistics stats(k, mo.sketch);
         // inputs computed in parallel a batch of windows at a time, added in window order
         constexpr std::size_t batch = 8;
         std::vector<matrix> inputs(batch);
@@ -106,6 +115,8 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
           if (how == method::ed) {
             ptq::ed_options opt;
             opt.cast = cast;
+            opt.scale_search = mo.scale_search;
+            opt.rank = mo.rank;
             b[p] = ptq::error_diffusion<Format>(b[p], stats.ed, opt).dequantized;
           } else if (how == method::ed_diag) {
             ptq::ed_options opt;
@@ -115,6 +126,7 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
           } else {
             ptq::gptq_options opt;
             opt.cast = cast;
+            opt.scale_search = mo.scale_search;
             b[p] = ptq::gptq_with_factor<Format>(b[p], factor, opt).dequantized;
           }
         }
@@ -222,6 +234,7 @@ int main(int argc, char** argv) {
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::size_t calibration_bytes = 16384;
   std::string stats_out, imatrix_out, checkpoint, stats_in;
+  method_options options;
   bool float_only = false;
   app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
   app.add_option("--record", record, "the training record (JSON) with the float held-out perplexity");
@@ -233,6 +246,9 @@ int main(int argc, char** argv) {
   app.add_option("--methods", methods, "comma-separated methods among rtn, ed, ed-diag (ED from the statistics' diagonal alone, as from an importance matrix), gptq")->capture_default_str();
   app.add_option("--threads", threads, "threads")->check(CLI::Range(1u, 256u));
   app.add_option("--svg", svg, "write the chart of the table to this SVG file");
+  app.add_option("--sketch", options.sketch, "ED's statistics: sketch size (K or more: exact H)")->capture_default_str();
+  app.add_option("--rank", options.rank, "ED's rank (0: min(64, K); at most the sketch size)")->capture_default_str();
+  app.add_flag("--scale-search", options.scale_search, "ED and GPTQ choose each block's scale among its neighbours");
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the record (relative 1e-4)");
   app.add_option("--stats-out", stats_out,
                  "write the float model's input statistics of every projection over the calibration text "
@@ -319,7 +335,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, tty ? "\r[%2zu/%zu] %-11s %-5s quantizing and evaluating...\033[K" : "[%2zu/%zu] %s %s\n",
                      ++done, total, format.c_str(), name_of(how));
         const quantized_model q = blockcast::visit_format(format, [&](auto tag) {
-          return quantize<typename decltype(tag)::type>(m, how, calibration, threads);
+          return quantize<typename decltype(tag)::type>(m, how, calibration, threads, options);
         });
         const auto r = tiny_lm::perplexity(m, q.blocks, text, threads);
         const double increase = 100.0 * (r.perplexity / float_result.perplexity - 1.0), sqnr = weight_sqnr_db(m, q.blocks);

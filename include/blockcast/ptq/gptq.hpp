@@ -19,6 +19,10 @@ struct gptq_options {
   double damp = 0.01;                ///< fraction of mean(diag H) added to the diagonal
   std::size_t block_columns = 128;   ///< lazy-update batch (rounded up to whole blocks)
   cast_options cast;                 ///< the format's rounding and scale rule; threads split rows
+  /// Block-scale search: each block's scale is the amax scale of the updated weights or a
+  /// neighbouring code, whichever gives the smallest error weighted as GPTQ weighs column j's
+  /// (1 / [H^-1]_jj of the columns not yet fixed: the inverse factor's diagonal squared).
+  bool scale_search = false;
 };
 
 /// The upper Cholesky factor of the damped inverse of H = X^T X / N (K x K; accumulated
@@ -78,6 +82,7 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
   constexpr std::size_t B = Format::block_size;
   const std::size_t batch = std::max<std::size_t>(1, (opt.block_columns + B - 1) / B) * B;
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
+  const Eigen::VectorXf column_weight = hinv.diagonal().array().square().inverse();  // the scale search's weights
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "gptq", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
@@ -93,7 +98,11 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
           const std::size_t len = std::min(B, k - j);
           for (Eigen::Index i = 0; i < rows; ++i) {
             const Eigen::VectorXf block = work.row(i).segment(jj, static_cast<Eigen::Index>(len)).transpose();
-            out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx);
+            if (opt.scale_search)
+              out.start_block_searched(static_cast<std::size_t>(i), j / B, block.data(), column_weight.data() + j, len, ctx,
+                                       (r0 + static_cast<std::size_t>(i)) * k + j);
+            else
+              out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx);
           }
         }
         const float d = hinv(jj, jj);
