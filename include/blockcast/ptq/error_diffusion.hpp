@@ -97,13 +97,9 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
       const fmat adjusted = w.block(static_cast<Eigen::Index>(r0), static_cast<Eigen::Index>(s), rows,
                                     static_cast<Eigen::Index>(len)) +
                             carry * g.middleRows(static_cast<Eigen::Index>(s), static_cast<Eigen::Index>(len)).transpose();
-      for (Eigen::Index i = 0; i < rows; ++i) {
-        if (opt.scale_search)
-          out.start_block_searched(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), h_diagonal.data() + s, len, ctx,
-                                   (r0 + static_cast<std::size_t>(i)) * k + s);
-        else
-          out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx);
-      }
+      for (Eigen::Index i = 0; i < rows; ++i)
+        out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx,
+                        opt.scale_search ? h_diagonal.data() + s : nullptr, (r0 + static_cast<std::size_t>(i)) * k + s);
       for (std::size_t j = s; j < s + len; ++j) {
         const Eigen::Index jj = static_cast<Eigen::Index>(j);
         const Eigen::VectorXf adjust = carry * g.row(jj).transpose();  // g_j . c per row

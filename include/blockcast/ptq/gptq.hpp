@@ -98,11 +98,8 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
           const std::size_t len = std::min(B, k - j);
           for (Eigen::Index i = 0; i < rows; ++i) {
             const Eigen::VectorXf block = work.row(i).segment(jj, static_cast<Eigen::Index>(len)).transpose();
-            if (opt.scale_search)
-              out.start_block_searched(static_cast<std::size_t>(i), j / B, block.data(), column_weight.data() + j, len, ctx,
-                                       (r0 + static_cast<std::size_t>(i)) * k + j);
-            else
-              out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx);
+            out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx,
+                            opt.scale_search ? column_weight.data() + j : nullptr, (r0 + static_cast<std::size_t>(i)) * k + j);
           }
         }
         const float d = hinv(jj, jj);

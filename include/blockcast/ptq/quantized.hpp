@@ -117,16 +117,13 @@ struct chunk_codes {
   chunk_codes(std::size_t rows, std::size_t k)
       : codes(rows, std::vector<std::uint8_t>(k)), scales(rows, std::vector<std::uint8_t>(blocks_per_row<Format>(k))), block(rows) {}
 
-  /// Starts block b of row i with the scale of its (adjusted or updated) values.
-  void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx) {
-    block[i] = reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
-    scales[i][b] = block[i].code;
-  }
-
-  /// Starts block b of row i with the searched scale (searched_block_scale).
-  void start_block_searched(std::size_t i, std::size_t b, const float* values, const float* weight, std::size_t len,
-                            const reference::block_context& ctx, std::uint64_t first_index) {
-    block[i] = searched_block_scale<Format>(values, weight, len, ctx, first_index);
+  /// Starts block b of row i with the scale of its (adjusted or updated) values: the amax
+  /// rule's, or with `search_weight` (the block's weights, H's diagonal) the searched scale
+  /// (searched_block_scale; `first_index`: the block's tensor index, for stochastic rounding).
+  void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx,
+                   const float* search_weight = nullptr, std::uint64_t first_index = 0) {
+    block[i] = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
+                             : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
     scales[i][b] = block[i].code;
   }
 
