@@ -120,8 +120,9 @@ def main():
         py_stats, cpp_stats_file = os.path.join(work, "tiny_lm_py.safetensors"), os.path.join(work, "tiny_lm_cpp.safetensors")
         run(sys.executable, "-B", os.path.join(HERE, "..", "tools", "collect_stats.py"), "--tiny-lm", args.model,
             "--text", args.text, "--bytes", 16384, "-o", py_stats)
+        imatrices = [os.path.join(work, name) for name in ("imatrix.dat", "imatrix.gguf")]  # for step 5
         run(args.tiny_lm, "--model", args.model, "--calibration", args.text, "--calibration-bytes", 16384,
-            "--stats-out", cpp_stats_file)
+            "--stats-out", cpp_stats_file, "--imatrix-out", imatrices[0], "--imatrix-out", imatrices[1])
         compare(py_stats, cpp_stats_file, 1e-5, "tiny_lm, 64 windows of calibration text")
 
         # 4. the CLI path, and ED from either file
@@ -146,10 +147,8 @@ def main():
 
         # 5. llama.cpp importance matrices (the same statistics' diagonal), both files: ED from
         # the diagonal model with scale search, through the CLI, against the same in process
-        for name in ("imatrix.dat", "imatrix.gguf"):
-            imatrix = os.path.join(work, name)
-            run(args.tiny_lm, "--model", args.model, "--calibration", args.text, "--calibration-bytes", 16384,
-                "--imatrix-out", imatrix)
+        for imatrix in imatrices:
+            name = os.path.basename(imatrix)
             out = os.path.join(work, "mxfp4-" + name)
             run(args.cli, "quantize", args.model, "-o", out, "--format", "mxfp4", "--method", "ed", "--calibration", imatrix,
                 *layers)

@@ -233,7 +233,8 @@ int main(int argc, char** argv) {
   std::string formats, methods = "rtn,ed,gptq", svg;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::size_t calibration_bytes = 16384;
-  std::string stats_out, imatrix_out, checkpoint, stats_in;
+  std::string stats_out, checkpoint, stats_in;
+  std::vector<std::string> imatrix_out;
   method_options options;
   bool float_only = false;
   app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
@@ -254,7 +255,8 @@ int main(int argc, char** argv) {
                  "write the float model's input statistics of every projection over the calibration text "
                  "(docs/calibration_stats.md), then exit");
   app.add_option("--imatrix-out", imatrix_out,
-                 "write the same statistics' diagonal as a llama.cpp importance matrix (.gguf, or legacy .dat), then exit");
+                 "write the same statistics' diagonal as a llama.cpp importance matrix (.gguf, or legacy .dat), then exit "
+                 "(repeatable; with --stats-out, from the same pass)");
   app.add_option("--check-checkpoint", checkpoint,
                  "a model directory written by `blockcast quantize --method ed --calibration STATS`: exit 1 unless its "
                  "weights and perplexity are those of ED in process from STATS (--stats)");
@@ -290,27 +292,29 @@ int main(int argc, char** argv) {
     calibration.resize(std::min(calibration.size(), calibration_bytes));
     if (calibration.size() < static_cast<std::size_t>(m.cfg.context))
       throw std::runtime_error(calibration_text + ": less calibration text than one window");
-    if (!imatrix_out.empty()) {
-      std::map<std::string, blockcast::io::importance> weights;
-      for (const auto& [name, st] : float_model_stats(m, calibration, threads)) {
+    if (!stats_out.empty() || !imatrix_out.empty()) {
+      const auto stats = float_model_stats(m, calibration, threads);
+      const std::size_t windows = calibration.size() / static_cast<std::size_t>(m.cfg.context);
+      if (!stats_out.empty()) {
+        blockcast::io::safetensors_writer out(stats_out);
+        for (const auto& [name, st] : stats) blockcast::io::add_input_stats(out, name, st);
+        out.commit();
+        std::printf("wrote %s: statistics of %zu weights' inputs over %zu bytes of calibration text\n", stats_out.c_str(),
+                    stats.size(), windows * static_cast<std::size_t>(m.cfg.context));
+      }
+      std::map<std::string, blockcast::io::importance> weights;  // llama.cpp's names
+      for (const auto& [name, st] : stats) {
         const Eigen::VectorXd ms = st.mean_square();
         weights[blockcast::io::gguf_weight_name(name)] = {std::vector<double>(ms.data(), ms.data() + ms.size()),
                                                           static_cast<double>(st.count())};
       }
-      const bool dat = imatrix_out.size() > 4 && imatrix_out.compare(imatrix_out.size() - 4, 4, ".dat") == 0;
-      if (dat) blockcast::io::write_imatrix_dat(imatrix_out, weights, static_cast<std::int32_t>(calibration.size() / m.cfg.context));
-      else blockcast::io::write_imatrix_gguf(imatrix_out, weights);
-      std::printf("wrote %s: importance matrix (%s) of %zu weights\n", imatrix_out.c_str(), dat ? "legacy .dat" : "GGUF",
-                  weights.size());
-      return 0;
-    }
-    if (!stats_out.empty()) {
-      const auto stats = float_model_stats(m, calibration, threads);
-      blockcast::io::safetensors_writer out(stats_out);
-      for (const auto& [name, st] : stats) blockcast::io::add_input_stats(out, name, st);
-      out.commit();
-      std::printf("wrote %s: statistics of %zu weights' inputs over %zu bytes of calibration text\n", stats_out.c_str(),
-                  stats.size(), calibration.size() / m.cfg.context * m.cfg.context);
+      for (const std::string& path : imatrix_out) {
+        const bool dat = path.size() > 4 && path.compare(path.size() - 4, 4, ".dat") == 0;
+        if (dat) blockcast::io::write_imatrix_dat(path, weights, static_cast<std::int32_t>(windows));
+        else blockcast::io::write_imatrix_gguf(path, weights);
+        std::printf("wrote %s: importance matrix (%s) of %zu weights\n", path.c_str(), dat ? "legacy .dat" : "GGUF",
+                    weights.size());
+      }
       return 0;
     }
 
