@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "blockcast/io/io_error.hpp"
 #include "blockcast/ptq/matrix.hpp"
 
 namespace blockcast::test {
@@ -25,6 +26,21 @@ inline std::string fresh_dir() {
   const char* d = ::mkdtemp(tmpl);
   REQUIRE(d != nullptr);
   return d;
+}
+
+/// `read()` must throw io_error with a message that names `path` and says `what`.
+template <class F>
+void require_refused(F&& read, const std::string& path, const std::string& what) {
+  INFO(path << ": wanted an io_error mentioning '" << what << "'");
+  try {
+    read();
+    FAIL("read without error");
+  } catch (const blockcast::io::io_error& e) {
+    const std::string message = e.what();
+    INFO("got: " << message);
+    CHECK(message.find(path) != std::string::npos);
+    CHECK(message.find(what) != std::string::npos);
+  }
 }
 
 /// The bytes of a file ("" if it cannot be read).

@@ -33,22 +33,8 @@ void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-std::vector<std::uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
 void require_refused(const std::string& path, const std::string& what) {
-  INFO(path << ": wanted an io_error mentioning '" << what << "'");
-  try {
-    (void)io::read_imatrix(path);
-    FAIL("read without error");
-  } catch (const io::io_error& e) {
-    const std::string message = e.what();
-    INFO("got: " << message);
-    CHECK(message.find(path) != std::string::npos);
-    CHECK(message.find(what) != std::string::npos);
-  }
+  blockcast::test::require_refused([&] { (void)io::read_imatrix(path); }, path, what);
 }
 
 }  // namespace
@@ -145,6 +131,6 @@ TEST_CASE("corrupt or foreign importance matrices are refused, naming the file a
   io::write_imatrix_gguf(dir + "/zero-count.gguf", m);
   require_refused(dir + "/zero-count.gguf", "count 0.0");
   // the legacy file is read by its name; anything else unreadable is not an importance matrix
-  write_bytes(dir + "/stats.safetensors", read_bytes(dir + "/count.dat"));
+  std::ofstream(dir + "/stats.safetensors", std::ios::binary) << blockcast::test::file_bytes(dir + "/count.dat");
   CHECK_FALSE(io::is_imatrix_file(dir + "/stats.safetensors"));
 }
