@@ -212,7 +212,6 @@ struct calibration_file {
 // model with importance-weighted block-scale search (without the search ED would be RTN).
 inline method_plan importance_plan(method m, const io::importance_matrix& imatrix, const std::string& name, std::size_t cols) {
   const io::importance* imp = imatrix.find(name);
-  const std::string what = "the importance matrix";
   if (!imp)
     throw io::file_error(imatrix.path, "no entry for " + io::in_quotes(name) + " (nor " + io::in_quotes(io::gguf_weight_name(name)) +
                                            "): exclude the weight (--exclude) or use an importance matrix of this model");
