@@ -108,7 +108,7 @@ TEST_CASE("ED with r = 1 and a constant mean direction is mean-preserving diffus
   ptq::ed_model model;
   model.U = Eigen::MatrixXd::Constant(2, 1, a);
   model.d = Eigen::VectorXd::Constant(2, d);
-  const Eigen::MatrixXd g = ptq::diffusion_weights(model);
+  const Eigen::MatrixXd g = ptq::diffusion_weights(model, bc::mxfp4::block_size).column;
   CHECK(g(1, 0) == Approx(a / d / (1 + a * a / d)));       // 2/3
   CHECK(g(0, 0) == Approx(a / d / (1 + 2 * a * a / d)));   // 2/5
   // MXFP4, block amax 3 -> scale 2^(1-2) = 0.5: grid step 0.25 around 1, 0.5 around 2.
@@ -149,23 +149,122 @@ TEST_CASE("ED beats RTN on the inputs its statistics came from and approaches GP
   }
 }
 
-TEST_CASE("ED at full rank of a small layer matches GPTQ", "[ptq]") {
-  const layer l = make_layer(32, 64, 64, 7);  // K = 64 <= sketch: exact statistics
+namespace {
+
+/// Where ED at full rank and GPTQ first part in one row, and whether it is a rounding tie.
+struct parting {
+  bool at_scale = false;  // a block's scale differs (else an element's value)
+  Eigen::Index col = 0;   // the column (the block's first column for a scale)
+  bool tie = false;       // the exact optimum sits within 1e-4 of the boundary between the two choices
+  double distance = 0;    // how far from the boundary, in units of the two choices' gap (or relative amax)
+};
+
+/// Both quantizers pick, column by column, the grid point nearest the optimum of the
+/// remaining weights given the quantized prefix. Computes that optimum in FP64 from the exact
+/// damped H where the two results first differ, and checks it lies on a rounding boundary.
+template <class Format>
+parting first_difference(const ptq::matrix& w, const Eigen::MatrixXd& h, Eigen::Index row,
+                         const ptq::quantized_matrix<Format>& a, const ptq::quantized_matrix<Format>& b) {
+  const Eigen::Index k = w.cols(), B = Format::block_size, blocks = (k + B - 1) / B;
+  const auto ctx = ptq::detail::weight_context<Format>(w, {});
+  // the optimum of columns col.. given the (common) quantized prefix
+  auto optimum = [&](Eigen::Index col) {
+    const Eigen::VectorXd prefix_error = (w.row(row).head(col) - a.dequantized.row(row).head(col)).template cast<double>().transpose();
+    const Eigen::Index rest = k - col;
+    const Eigen::VectorXd rest_error = -h.bottomRightCorner(rest, rest).llt().solve(h.bottomLeftCorner(rest, col) * prefix_error);
+    return Eigen::VectorXd(w.row(row).tail(rest).template cast<double>().transpose() - rest_error);
+  };
+  parting p;
+  for (Eigen::Index blk = 0; blk < blocks; ++blk) {
+    const Eigen::Index s = blk * B, len = std::min(B, k - s);
+    const auto sa = a.packed.scales()[static_cast<std::size_t>(row * blocks + blk)];
+    const auto sb = b.packed.scales()[static_cast<std::size_t>(row * blocks + blk)];
+    if (sa != sb) {
+      // the block's amax on a scale boundary: nudged by 1e-4 either way, the two codes appear
+      const double amax = optimum(s).head(len).cwiseAbs().maxCoeff();
+      auto code = [&](double v) {
+        return bc::reference::make_block_scale<Format>(bc::detail::float_bits(static_cast<float>(v)), ctx).code;
+      };
+      const auto lo = std::min(code(amax * (1 - 1e-4)), code(amax * (1 + 1e-4)));
+      const auto hi = std::max(code(amax * (1 - 1e-4)), code(amax * (1 + 1e-4)));
+      p = {true, s, std::min(sa, sb) >= lo && std::max(sa, sb) <= hi && lo != hi, amax};
+      return p;
+    }
+    for (Eigen::Index col = s; col < s + len; ++col) {
+      const float qa = a.dequantized(row, col), qb = b.dequantized(row, col);
+      if (qa == qb) continue;
+      const double target = optimum(col)(0), gap = std::abs(static_cast<double>(qa) - qb);
+      const double distance = std::abs(target - 0.5 * (static_cast<double>(qa) + qb)) / gap;
+      p = {false, col, distance <= 1e-4, distance};
+      return p;
+    }
+  }
+  p.col = -1;  // identical rows
+  return p;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("ED with exact statistics at full rank reproduces GPTQ's codes but at rounding ties", "[ptq]", bc::mxfp4,
+                   bc::nvfp4, bc::mxfp6_e2m3, bc::mxint8) {
+  // K = 128 <= the sketch: exact H; rank K: the model is H itself with GPTQ's damping. With
+  // block scales from the block's optimum given the quantized prefix (GPTQ's timing), both
+  // round each column's optimum in order: the same greedy quantizer. GPTQ runs in FP32 from
+  // its inverse factor, ED in FP32 from the carry: a row may part only where the exact
+  // optimum is a tie, after which the two rows follow different (equally greedy) paths.
+  const layer l = make_layer(64, 128, 128, 7);
   ptq::ed_options full;
-  full.rank = 64;
-  full.damp = 0.01;
-  const auto e = ptq::error_diffusion<bc::mxfp4>(l.w, ptq::input_stats::from(l.calibration), full);
-  const auto g = ptq::gptq<bc::mxfp4>(l.w, l.calibration);
-  const double ed = ptq::output_mse(l.w, e.dequantized, l.evaluation);
-  const double gp = ptq::output_mse(l.w, g.dequantized, l.evaluation);
-  const double same = (e.dequantized.array() == g.dequantized.array()).cast<double>().mean();
-  INFO("ED " << ed << " GPTQ " << gp << " identical decisions " << same);
-  // The same greedy quantizer for the same damped H. GPTQ runs in FP32 (as its reference
-  // implementation), ED's precomputation in FP64: near-ties resolve differently, and one
-  // flipped greedy decision changes the rest of its row. Measured: 98% identical decisions,
-  // MSE 2% apart; asserted with margin.
-  CHECK(same >= 0.95);
-  CHECK(std::fabs(ed - gp) <= 0.05 * gp);
+  full.rank = 128;
+  full.scale_from = ptq::ed_scale_source::block_optimum;
+  const auto ed = ptq::error_diffusion<TestType>(l.w, ptq::input_stats::from(l.calibration), full);
+  const auto gptq = ptq::gptq<TestType>(l.w, l.calibration);
+  const Eigen::MatrixXd x = l.calibration.cast<double>();
+  Eigen::MatrixXd h = x.transpose() * x / static_cast<double>(x.rows());
+  h.diagonal().array() += ptq::default_damp * h.diagonal().mean();
+  std::size_t identical = 0, ties = 0;
+  for (Eigen::Index row = 0; row < l.w.rows(); ++row) {
+    const parting p = first_difference(l.w, h, row, ed, gptq);
+    if (p.col < 0) {
+      ++identical;
+      continue;
+    }
+    INFO(bc::preset_name<TestType>() << " row " << row << ": ED and GPTQ part at " << (p.at_scale ? "the scale of the block at column " : "column ")
+                                     << p.col << ", " << (p.at_scale ? "block amax " : "distance from the tie (in gaps) ") << p.distance);
+    CHECK(p.tie);
+    ties += p.tie;
+  }
+  WARN(bc::preset_name<TestType>() << ": ED (rank K) and GPTQ identical in " << identical << " of 64 rows; the others part at " << ties
+                                   << " rounding ties");
+  CHECK(identical >= 56);  // ties are rare: at most one row in eight
+}
+
+TEMPLATE_TEST_CASE("refinement sweeps never increase the modelled error, and lower it", "[ptq]", bc::mxfp4, bc::nvfp4,
+                   bc::mxfp6_e2m3, bc::mxfp8_e4m3, bc::mxint8) {
+  for (bool relu : {false, true}) {
+    const layer l = make_layer(40, 200, 12, 12, relu);  // K = 200: a partial last block
+    const ptq::ed_model model = ptq::input_stats::from(l.calibration).model(32);
+    ptq::ed_options opt;
+    double previous = ptq::modelled_error(l.w, ptq::error_diffusion<TestType>(l.w, model, opt).dequantized, model);
+    const double greedy = previous;
+    for (unsigned sweeps = 1; sweeps <= 3; ++sweeps) {
+      opt.sweeps = sweeps;
+      const auto q = ptq::error_diffusion<TestType>(l.w, model, opt);
+      const double e = ptq::modelled_error(l.w, q.dequantized, model);
+      INFO(bc::preset_name<TestType>() << (relu ? " ReLU inputs" : " Gaussian inputs") << ": modelled error after " << sweeps - 1
+                                       << " sweeps " << previous << ", after " << sweeps << " " << e);
+      // FP64 accumulation: equal or lower to the last bits of the sum
+      CHECK(e <= previous * (1 + 1e-12));
+      previous = e;
+      ptq::matrix decoded(l.w.rows(), l.w.cols());
+      bc::dequantize(q.packed, decoded.data());
+      CHECK(decoded == q.dequantized);
+      ptq::ed_options threaded = opt;
+      threaded.cast.threads = 3;
+      CHECK(ptq::error_diffusion<TestType>(l.w, model, threaded).dequantized == q.dequantized);
+    }
+    INFO(bc::preset_name<TestType>() << (relu ? " ReLU inputs" : " Gaussian inputs") << ": greedy " << greedy << ", 3 sweeps " << previous);
+    CHECK(previous < greedy);
+  }
 }
 
 TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent", "[ptq][threads]", bc::mxfp4, bc::nvfp4, bc::mxint8) {

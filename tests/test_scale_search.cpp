@@ -118,3 +118,37 @@ TEMPLATE_TEST_CASE("GPTQ and full ED with the scale search: codes that decode to
   CHECK(moved(gptq_plain, gptq_searched));
   CHECK(moved(ed_plain, ed_searched));
 }
+
+TEMPLATE_TEST_CASE("RTN with the scale search: never a larger block error, and the search ED makes with equal weights", "[ptq][scale-search]",
+                   bc::mxfp4, bc::nvfp4, bc::mxfp6_e2m3, bc::mxint8) {
+  const diagonal_case c = make_case(48, 200, 25);  // K = 200: a partial last block
+  ptq::rtn_options opt;
+  opt.scale_search = true;
+  const auto plain = ptq::rtn<TestType>(c.w);
+  const auto searched = ptq::rtn<TestType>(c.w, opt);
+  constexpr Eigen::Index B = TestType::block_size;
+  std::size_t moved = 0;
+  for (Eigen::Index i = 0; i < c.w.rows(); ++i)
+    for (Eigen::Index s = 0; s < c.w.cols(); s += B) {
+      const Eigen::Index len = std::min(B, c.w.cols() - s);
+      const double before = (c.w.row(i).segment(s, len) - plain.dequantized.row(i).segment(s, len)).template cast<double>().squaredNorm();
+      const double after = (c.w.row(i).segment(s, len) - searched.dequantized.row(i).segment(s, len)).template cast<double>().squaredNorm();
+      INFO(bc::preset_name<TestType>() << " row " << i << " block " << s / B << ": squared error " << before << " with the amax scale, "
+                          << after << " searched");
+      REQUIRE(after <= before);
+      moved += after < before;
+    }
+  INFO(bc::preset_name<TestType>() << ": " << moved << " blocks improved");
+  CHECK(moved > 0);
+  // ED with a diagonal of equal weights carries nothing: its search is RTN's
+  ptq::ed_options ed_search;
+  ed_search.scale_search = true;
+  const auto ed = ptq::error_diffusion<TestType>(c.w, ptq::diagonal_model(Eigen::VectorXd::Ones(c.w.cols())), ed_search);
+  CHECK(std::equal(ed.packed.codes().begin(), ed.packed.codes().end(), searched.packed.codes().begin()));
+  CHECK(std::equal(ed.packed.scales().begin(), ed.packed.scales().end(), searched.packed.scales().begin()));
+  ptq::matrix decoded(c.w.rows(), c.w.cols());
+  bc::dequantize(searched.packed, decoded.data());
+  CHECK(decoded == searched.dequantized);
+  opt.cast.threads = 3;
+  CHECK(ptq::rtn<TestType>(c.w, opt).dequantized == searched.dequantized);
+}

@@ -23,6 +23,7 @@
 #include "blockcast/ptq.hpp"
 #include "../chart.hpp"
 #include "../demo_options.hpp"
+#include "../method_options.hpp"
 #include "cnn.hpp"
 #include "idx.hpp"
 
@@ -61,7 +62,7 @@ struct quantize_choice {
 
 template <class Format>
 quantized_network quantize_network(const cnn& net, const std::string& method, const activation& calibration,
-                                   unsigned threads, const quantize_choice& choice) {
+                                   unsigned threads, const quantize_choice& choice, const demo::method_options& mo) {
   const auto start = std::chrono::steady_clock::now();
   blockcast::cast_options cast;
   cast.threads = threads;
@@ -79,13 +80,9 @@ quantized_network quantize_network(const cnn& net, const std::string& method, co
     if (!quantized) {
       wq = w;
     } else if (method == "ed") {
-      ptq::ed_options opt;
-      opt.cast = cast;
-      wq = ptq::error_diffusion<Format>(w, ptq::input_stats::from(x, ptq::input_stats::default_sketch, 0, threads), opt).dequantized;
+      wq = ptq::error_diffusion<Format>(w, ptq::input_stats::from(x, mo.sketch, 0, threads), mo.ed_with(cast)).dequantized;
     } else {
-      ptq::gptq_options opt;
-      opt.cast = cast;
-      wq = ptq::gptq<Format>(w, x, opt).dequantized;
+      wq = ptq::gptq<Format>(w, x, mo.gptq_with(cast)).dequantized;
     }
     if (l + 1 < net.layers.size()) a = net.layer_output(l, a, x, choice.float_inputs ? w : wq);
     q.weights.push_back(std::move(wq));
@@ -133,6 +130,7 @@ int main(int argc, char** argv) {
   bool float_only = false;
   std::string layers = ".*";
   quantize_choice choice;
+  demo::method_options options;
   app.add_option("--model", model, "the network's weights (safetensors)");
   app.add_option("--record", record, "the training script's record of the float accuracy (JSON)");
   app.add_option("--data", data, "the Fashion-MNIST directory (gzipped IDX files)");
@@ -147,6 +145,7 @@ int main(int argc, char** argv) {
   app.add_flag("--calibrate-on-float", choice.float_inputs, "ED and GPTQ calibrate each layer on its float-network input, as "
                                                             "`blockcast quantize --calibration` does with --calibration-out's file");
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the recorded accuracy");
+  options.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -188,7 +187,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, tty ? "\r[%2zu/%zu] %-11s %-5s quantizing and evaluating...\033[K" : "[%2zu/%zu] %s %s\n",
                      rows.size() + 1, total, format.c_str(), method.c_str());
         const quantized_network q = blockcast::visit_format(format, [&](auto tag) {
-          return quantize_network<typename decltype(tag)::type>(net, method, calibration, threads, choice);
+          return quantize_network<typename decltype(tag)::type>(net, method, calibration, threads, choice, options);
         });
         const matrix logits = net.logits(test.images.data.data(), test.size(), q.weights, threads);
         const double top1 = 100.0 * fashion::correct(logits, test.labels.data.data()) / test.size();

@@ -27,6 +27,7 @@
 
 #include "../chart.hpp"
 #include "../demo_options.hpp"
+#include "../method_options.hpp"
 #include "blockcast/io/imatrix_file.hpp"
 #include "blockcast/io/input_stats_file.hpp"
 #include "blockcast/ptq.hpp"
@@ -71,16 +72,9 @@ struct group_statistics {
   std::size_t count = 0;
 };
 
-/// What the ED and GPTQ passes are run with (the options issue 15 measures).
-struct method_options {
-  std::size_t sketch = ptq::input_stats::default_sketch;  // ED's statistics
-  std::size_t rank = 0;                                   // ED's rank (0: its default)
-  bool scale_search = false;                              // ED and GPTQ
-};
-
 template <class Format>
 quantized_model quantize(const tiny_lm::model& m, method how, const std::string& calibration, unsigned threads,
-                         const method_options& mo) {
+                         const demo::method_options& mo) {
   const auto start = std::chrono::steady_clock::now();
   blockcast::cast_options cast;
   cast.threads = threads;
@@ -109,25 +103,18 @@ quantized_model quantize(const tiny_lm::model& m, method how, const std::string&
           for (std::size_t i = 0; i < n; ++i) stats.add(inputs[i], how);
         }
         Eigen::MatrixXf factor;
-        if (how == method::gptq) factor = stats.gptq_factor(ptq::gptq_options{}.damp);
+        if (how == method::gptq) factor = stats.gptq_factor(mo.gptq.damp);
         for (proj p : tiny_lm::projections) {
           if (tiny_lm::input_of(p) != kind) continue;
           if (how == method::ed) {
-            ptq::ed_options opt;
-            opt.cast = cast;
-            opt.scale_search = mo.scale_search;
-            opt.rank = mo.rank;
-            b[p] = ptq::error_diffusion<Format>(b[p], stats.ed, opt).dequantized;
+            b[p] = ptq::error_diffusion<Format>(b[p], stats.ed, mo.ed_with(cast)).dequantized;
           } else if (how == method::ed_diag) {
             ptq::ed_options opt;
             opt.cast = cast;
             opt.scale_search = true;
             b[p] = ptq::error_diffusion<Format>(b[p], ptq::diagonal_model(stats.ed.mean_square()), opt).dequantized;
           } else {
-            ptq::gptq_options opt;
-            opt.cast = cast;
-            opt.scale_search = mo.scale_search;
-            b[p] = ptq::gptq_with_factor<Format>(b[p], factor, opt).dequantized;
+            b[p] = ptq::gptq_with_factor<Format>(b[p], factor, mo.gptq_with(cast)).dequantized;
           }
         }
       }
@@ -235,7 +222,7 @@ int main(int argc, char** argv) {
   std::size_t calibration_bytes = 16384;
   std::string stats_out, checkpoint, stats_in;
   std::vector<std::string> imatrix_out;
-  method_options options;
+  demo::method_options options;
   bool float_only = false;
   app.add_option("--model", model_dir, "the Hugging Face model directory (default: the committed one)");
   app.add_option("--record", record, "the training record (JSON) with the float held-out perplexity");
@@ -247,9 +234,7 @@ int main(int argc, char** argv) {
   app.add_option("--methods", methods, "comma-separated methods among rtn, ed, ed-diag (ED from the statistics' diagonal alone, as from an importance matrix), gptq")->capture_default_str();
   app.add_option("--threads", threads, "threads")->check(CLI::Range(1u, 256u));
   app.add_option("--svg", svg, "write the chart of the table to this SVG file");
-  app.add_option("--sketch", options.sketch, "ED's statistics: sketch size (K or more: exact H)")->capture_default_str();
-  app.add_option("--rank", options.rank, "ED's rank (0: min(64, K); at most the sketch size)")->capture_default_str();
-  app.add_flag("--scale-search", options.scale_search, "ED and GPTQ choose each block's scale among its neighbours");
+  options.add_to(app);
   app.add_flag("--float-only", float_only, "evaluate the float model only; exit 1 unless it matches the record (relative 1e-4)");
   app.add_option("--stats-out", stats_out,
                  "write the float model's input statistics of every projection over the calibration text "

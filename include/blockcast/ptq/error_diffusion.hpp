@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: MIT
-// Error diffusion (ED): weighted adjust-and-quantize over a layer's weights (derived in
-// docs/error_diffusion.md). With the inputs modelled as H ~ D + U U^T, the greedy quantizer that GPTQ
-// implements with the K x K inverse Hessian has a closed form carried as an r-vector per row:
+// Error diffusion (ED): weighted adjust-and-quantize over a layer's weights, derived in
+// docs/error_diffusion.md. With the inputs modelled as H ~ D + U U^T, the greedy quantizer
+// that GPTQ implements with the K x K inverse Hessian has a closed form carried as a
+// rank-vector per row:
 //
 //   precompute (k = K-1 .. 0):  S_k = sum_{i>=k} U_i U_i^T / d_i,  g_k = (I + S_k)^{-1} U_k / d_k
-//   per row, c = 0; per block: scale from w_j + g_j . c over the block; then for each j:
-//       w~_j = w_j + g_j . c            (weighted adjust)
-//       q_j  = round_to_grid(w~_j)      (quantize: nearest is the exact greedy choice)
-//       c   += U_j (w_j - q_j)          (diffuse the error forward)
+//   per row, c = 0; for each block starting at s:
+//       scale from the block's optimum  w_j + b_j . c,  b_j = (I + S_s)^{-1} U_j / d_j
+//       for each column j of the block:
+//           w~_j = w_j + g_j . c            (weighted adjust)
+//           q_j  = round_to_grid(w~_j)      (quantize: nearest is the exact greedy choice)
+//           c   += U_j (w_j - q_j)          (diffuse the error forward)
+//   then, optionally, sweeps of coordinate descent on the same model (refine).
 //
-// (I + S_k)^{-1} is kept by Sherman-Morrison updates, O(r^2) per column; the pass costs
-// O(m K r). No backpropagation, no Hessian, no hyperparameter to tune: r = min(64, K) and the
-// GPTQ-style damping are defaults. This formalisation is the project's own reading of ED
-// (Khodamoradi, Denolf, Dellinger, arXiv 2410.11203); see docs/error_diffusion.md.
+// (I + S_k)^{-1} is kept by Sherman-Morrison updates, O(rank^2) per column; the pass costs
+// O(m K rank). No backpropagation, no inverse Hessian, no hyperparameter to tune: the rank and
+// the GPTQ-style damping have defaults (ptq/defaults.hpp). This formalisation is the project's
+// own reading of ED (Khodamoradi, Denolf, Dellinger, arXiv 2410.11203).
 #pragma once
 
 #include <Eigen/Dense>
@@ -20,27 +24,46 @@
 #include <cmath>
 #include <vector>
 
+#include "blockcast/ptq/defaults.hpp"
 #include "blockcast/ptq/input_stats.hpp"
+#include "blockcast/ptq/metrics.hpp"
 #include "blockcast/ptq/quantized.hpp"
 #include "blockcast/ptq/rtn.hpp"
 
 namespace blockcast::ptq {
 
+/// The values each block's scale is chosen from (docs/error_diffusion.md, "Block scales").
+enum class ed_scale_source {
+  /// Each column's adjusted value w_j + g_j . c with the carry at the block's start: what the
+  /// pass would quantize if the block's earlier columns were exact. The default: it measured
+  /// better than the block's optimum on the transformer and the CNN.
+  adjusted,
+  /// The block's optimum given the quantized prefix, w_j + b_j . c: GPTQ's updated weights.
+  /// With exact H at full rank, ED is then GPTQ's quantizer exactly.
+  block_optimum,
+};
+
 struct ed_options {
-  std::size_t rank = 0;  ///< r; 0 = min(64, K). An option for the curious, not a knob to tune.
-  double damp = 0.01;    ///< residual-diagonal damping, a fraction of mean(diag H) (as GPTQ)
-  cast_options cast;     ///< the format's rounding and scale rule; cast.threads splits rows
+  std::size_t rank = 0;         ///< directions of H modelled; 0 = default_rank (at most K)
+  double damp = default_damp;   ///< residual-diagonal damping, a fraction of mean(diag H) (as GPTQ)
+  cast_options cast;            ///< the format's rounding and scale rule; cast.threads splits rows
   /// Block-scale search: each block's scale is the amax scale or a neighbouring code,
-  /// whichever gives the block's adjusted values the smallest error weighted by H's diagonal
+  /// whichever gives the block's optimum values the smallest error weighted by H's diagonal
   /// (the model's d + |U_k|^2). What a diagonal model (an importance matrix) can do at all:
   /// with U = 0 nothing is carried, and without the search ED is RTN.
   bool scale_search = false;
+  /// Refinement sweeps after the greedy pass: each revisits every code, with the whole
+  /// row's error known, and moves it to the grid point that minimises the model's error
+  /// (coordinate descent; block scales stay). A sweep never increases e^T (D + U U^T) e and
+  /// costs about what the pass costs.
+  unsigned sweeps = 0;
+  ed_scale_source scale_from = ed_scale_source::adjusted;  ///< the values block scales come from
 };
 
 /// The diagonal model of H from per-channel mean squares alone (an importance matrix, such as
 /// llama.cpp's): U has no columns, d = mean_square + damp * mean(mean_square); a zero
 /// diagonal (no information) weighs every channel equally.
-inline ed_model diagonal_model(const Eigen::VectorXd& mean_square, double damp = 0.01) {
+inline ed_model diagonal_model(const Eigen::VectorXd& mean_square, double damp = default_damp) {
   if (!mean_square.allFinite() || (mean_square.array() < 0).any())
     blockcast::detail::fail<invalid_argument>("diagonal_model: mean squares must be finite and >= 0");
   ed_model m;
@@ -50,21 +73,95 @@ inline ed_model diagonal_model(const Eigen::VectorXd& mean_square, double damp =
   return m;
 }
 
-/// The diffusion weights g (K x r) of a model: g_k = (I + S_k)^{-1} U_k / d_k.
-inline Eigen::MatrixXd diffusion_weights(const ed_model& model) {
-  const Eigen::Index k = model.U.rows(), r = model.U.cols();
-  Eigen::MatrixXd g(k, r);
-  Eigen::MatrixXd inv = Eigen::MatrixXd::Identity(r, r);  // (I + S)^{-1}, S = 0
-  for (Eigen::Index i = k - 1; i >= 0; --i) {
-    const Eigen::VectorXd u = model.U.row(i).transpose();
-    const double d = model.d(i);
-    // S += u u^T / d  =>  inv -= (inv u)(inv u)^T / (d + u^T inv u)   (inv is symmetric)
+/// The gains that turn the carry c into adjustments (each K x rank, one row per column j).
+struct diffusion_gains {
+  Eigen::MatrixXd column;       ///< g_j = (I + S_j)^{-1} U_j / d_j: column j's optimum as it is quantized
+  Eigen::MatrixXd block_start;  ///< b_j = (I + S_s)^{-1} U_j / d_j, s = the start of j's block: its optimum as the block begins
+};
+
+/// The diffusion gains of a model for blocks of `block_size` columns.
+inline diffusion_gains diffusion_weights(const ed_model& model, std::size_t block_size) {
+  const Eigen::Index channels = model.U.rows(), rank = model.U.cols(), block = static_cast<Eigen::Index>(block_size);
+  diffusion_gains gains{Eigen::MatrixXd(channels, rank), Eigen::MatrixXd(channels, rank)};
+  Eigen::MatrixXd inv = Eigen::MatrixXd::Identity(rank, rank);  // (I + S_col)^{-1}, S = 0 past the end
+  for (Eigen::Index col = channels - 1; col >= 0; --col) {
+    const Eigen::VectorXd u = model.U.row(col).transpose();
+    const double d = model.d(col);
+    // S += u u^T / d  =>  inv -= (inv u)(inv u)^T / (d + u^T inv u)   (Sherman-Morrison; inv is symmetric)
     const Eigen::VectorXd iu = inv * u;
     inv -= iu * iu.transpose() / (d + u.dot(iu));
-    g.row(i) = (inv * u / d).transpose();
+    gains.column.row(col) = (inv * u / d).transpose();
+    if (col % block == 0) {  // col starts a block: inv is (I + S_s)^{-1} for all of the block's columns
+      const Eigen::Index len = std::min(block, channels - col);
+      const Eigen::MatrixXd scaled = model.U.middleRows(col, len).array().colwise() / model.d.segment(col, len).array();
+      gains.block_start.middleRows(col, len) = scaled * inv;
+    }
   }
-  return g;
+  return gains;
 }
+
+/// The model's error of quantizing W to Q: sum over rows of e^T (D + U U^T) e, e = w - q
+/// (NaN/Inf weights excluded), the quantity ED's pass and sweeps minimise.
+inline double modelled_error(const matrix_ref& w, const matrix_ref& q, const ed_model& model) {
+  detail::require_same_shape(w, q, "modelled_error");
+  if (model.U.rows() != w.cols() || model.d.size() != w.cols())
+    blockcast::detail::fail<shape_error>("modelled_error: weights of shape " + detail::shape(w) + " but a model of K = " +
+                                         std::to_string(model.U.rows()));
+  Eigen::MatrixXd e = (w - q).cast<double>();
+  e = e.unaryExpr([](double v) { return std::isfinite(v) ? v : 0.0; });
+  return (e.array().square().rowwise() * model.d.transpose().array()).sum() + (e * model.U).squaredNorm();
+}
+
+namespace detail {
+
+/// Coordinate-descent sweeps over a chunk of rows already quantized by the pass: for each
+/// column j, each row's error e_j moves to the grid point nearest the model's optimum
+///     e_j* = (e_j |U_j|^2 - U_j . t) / (d_j + |U_j|^2),  t = U^T e,
+/// and the move is kept only if it lowers d_j e_j^2 + |t|^2 (docs/error_diffusion.md,
+/// "Refinement"). Block scales stay. FP64 throughout, so the error never rises.
+template <class Format>
+void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& model, unsigned sweeps,
+                  const reference::block_context& ctx, chunk_codes<Format>& out, matrix& dequantized) {
+  const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = w.cols();
+  const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
+  const std::uint64_t k = static_cast<std::uint64_t>(channels);
+  Eigen::MatrixXd error = (w.middleRows(row0, rows) - dequantized.middleRows(row0, rows)).cast<double>();
+  error = error.unaryExpr([](double v) { return std::isfinite(v) ? v : 0.0; });  // NaN/Inf stay in their block
+  Eigen::MatrixXd t = error * model.U;  // rows x rank
+  const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
+  Eigen::VectorXd moved(rows);
+  for (unsigned sweep = 0; sweep < sweeps; ++sweep) {
+    for (Eigen::Index col = 0; col < channels; ++col) {
+      const Eigen::VectorXd ut = t * model.U.row(col).transpose();  // U_j . t per row
+      const double d = model.d(col), a = u_norm2(col);
+      const std::size_t block = static_cast<std::size_t>(col) / Format::block_size;
+      for (Eigen::Index i = 0; i < rows; ++i) {
+        moved(i) = 0.0;
+        const std::size_t row = static_cast<std::size_t>(i);
+        const auto& scale = out.scales_in_use[row][block];
+        const float wj = w(row0 + i, col);
+        if (scale.nan || !std::isfinite(wj)) continue;
+        const double old_error = error(i, col);
+        const double target = (old_error * a - ut(i)) / (d + a);
+        const std::uint64_t index = (first_row + row) * k + static_cast<std::uint64_t>(col);
+        const std::uint8_t code = reference::quantize_value<Format>(static_cast<float>(wj - target), scale, ctx, index);
+        const float qj = reference::dequantize_value<Format>(code, scale, ctx.tensor_decode);
+        const double new_error = static_cast<double>(wj) - static_cast<double>(qj);
+        const double step = new_error - old_error;
+        if (step == 0.0) continue;
+        const double change = d * (new_error * new_error - old_error * old_error) + step * (2.0 * ut(i) + step * a);
+        if (!(change < 0.0)) continue;
+        out.codes[row][static_cast<std::size_t>(col)] = code;
+        dequantized(row0 + i, col) = qj;
+        error(i, col) = new_error;
+        moved(i) = step;
+      }
+      t.noalias() += moved * model.U.row(col);
+    }
+  }
+}
+
+}  // namespace detail
 
 /// ED with an explicit model (U, d): the pass itself.
 template <class Format>
@@ -78,44 +175,45 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   if (!(model.d.array() > 0).all())
     blockcast::detail::fail<invalid_argument>("error_diffusion: the residual diagonal d must be > 0");
   constexpr std::size_t B = Format::block_size;
-  const std::size_t r = static_cast<std::size_t>(model.U.cols());
   using fmat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const fmat u = model.U.cast<float>();                  // K x r
-  const fmat g = diffusion_weights(model).cast<float>();  // K x r
+  const diffusion_gains gains = diffusion_weights(model, B);
+  const fmat u = model.U.cast<float>();                      // K x rank
+  const fmat g = gains.column.cast<float>();                 // K x rank
+  const fmat g_block = gains.block_start.cast<float>();      // K x rank
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
   // H's diagonal in the model, the scale search's weights
   const Eigen::VectorXf h_diagonal = (model.d + model.U.rowwise().squaredNorm()).cast<float>();
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
-  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
-    const Eigen::Index rows = static_cast<Eigen::Index>(r1 - r0);
-    fmat carry = fmat::Zero(rows, static_cast<Eigen::Index>(r));  // c, one r-vector per row
-    detail::chunk_codes<Format> out(r1 - r0, k);
-    for (std::size_t s = 0; s < k; s += B) {
-      const std::size_t len = std::min(B, k - s);
-      // the block's scale from the adjusted values with the carry at the block's start
-      const fmat adjusted = w.block(static_cast<Eigen::Index>(r0), static_cast<Eigen::Index>(s), rows,
-                                    static_cast<Eigen::Index>(len)) +
-                            carry * g.middleRows(static_cast<Eigen::Index>(s), static_cast<Eigen::Index>(len)).transpose();
+  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t first_row, std::size_t end_row) {
+    const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
+    fmat carry = fmat::Zero(rows, u.cols());  // c, one rank-vector per row
+    detail::chunk_codes<Format> out(end_row - first_row, k);
+    for (std::size_t block_start = 0; block_start < k; block_start += B) {
+      const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
+      // the block's scale from its adjusted values or its optimum, with the carry at its start
+      const fmat& gain = opt.scale_from == ed_scale_source::adjusted ? g : g_block;
+      const fmat optimum = w.block(row0, s, rows, len) + carry * gain.middleRows(s, len).transpose();
       for (Eigen::Index i = 0; i < rows; ++i)
-        out.start_block(static_cast<std::size_t>(i), s / B, adjusted.row(i).data(), len, ctx,
-                        opt.scale_search ? h_diagonal.data() + s : nullptr, (r0 + static_cast<std::size_t>(i)) * k + s);
-      for (std::size_t j = s; j < s + len; ++j) {
-        const Eigen::Index jj = static_cast<Eigen::Index>(j);
-        const Eigen::VectorXf adjust = carry * g.row(jj).transpose();  // g_j . c per row
+        out.start_block(static_cast<std::size_t>(i), block_start / B, optimum.row(i).data(), static_cast<std::size_t>(len), ctx,
+                        opt.scale_search ? h_diagonal.data() + s : nullptr, (first_row + static_cast<std::size_t>(i)) * k + block_start);
+      for (Eigen::Index col = s; col < s + len; ++col) {
+        const Eigen::VectorXf adjust = carry * g.row(col).transpose();  // g_j . c per row
         Eigen::VectorXf error(rows);
         for (Eigen::Index i = 0; i < rows; ++i) {
-          const std::size_t row = r0 + static_cast<std::size_t>(i);
-          const float wj = w(static_cast<Eigen::Index>(row), jj);
-          const float qj = out.quantize(static_cast<std::size_t>(i), j, wj + adjust(i), row * k + j, ctx);
-          q.dequantized(static_cast<Eigen::Index>(row), jj) = qj;
+          const std::size_t row = first_row + static_cast<std::size_t>(i);
+          const float wj = w(row0 + i, col);
+          const float qj = out.quantize(static_cast<std::size_t>(i), static_cast<std::size_t>(col), wj + adjust(i),
+                                        row * k + static_cast<std::size_t>(col), ctx);
+          q.dequantized(row0 + i, col) = qj;
           const float e = wj - qj;
           error(i) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
         }
-        carry.noalias() += error * u.row(jj);  // diffuse the error forward
+        carry.noalias() += error * u.row(col);  // diffuse the error forward
       }
     }
-    out.store(q.packed, r0);
+    if (opt.sweeps > 0) detail::refine_chunk<Format>(w, first_row, model, opt.sweeps, ctx, out, q.dequantized);
+    out.store(q.packed, first_row);
   });
   return q;
 }

@@ -11,12 +11,13 @@
 #include <cmath>
 #include <vector>
 
+#include "blockcast/ptq/defaults.hpp"
 #include "blockcast/ptq/quantized.hpp"
 
 namespace blockcast::ptq {
 
 struct gptq_options {
-  double damp = 0.01;                ///< fraction of mean(diag H) added to the diagonal
+  double damp = default_damp;        ///< fraction of mean(diag H) added to the diagonal
   std::size_t block_columns = 128;   ///< lazy-update batch (rounded up to whole blocks)
   cast_options cast;                 ///< the format's rounding and scale rule; threads split rows
   /// Block-scale search: each block's scale is the amax scale of the updated weights or a
@@ -85,44 +86,41 @@ quantized_matrix<Format> gptq_with_factor(const matrix_ref& w, const Eigen::Matr
   const Eigen::VectorXf column_weight = hinv.diagonal().array().square().inverse();  // the scale search's weights
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "gptq", ctx);
-  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t r0, std::size_t r1) {
-    const Eigen::Index rows = static_cast<Eigen::Index>(r1 - r0);
-    Eigen::MatrixXf work = w.middleRows(static_cast<Eigen::Index>(r0), rows);  // updated weights
-    detail::chunk_codes<Format> out(r1 - r0, k);
-    for (std::size_t i1 = 0; i1 < k; i1 += batch) {
-      const std::size_t i2 = std::min(k, i1 + batch), count = i2 - i1;
-      Eigen::MatrixXf err(rows, static_cast<Eigen::Index>(count));
-      for (std::size_t j = i1; j < i2; ++j) {
-        const Eigen::Index jj = static_cast<Eigen::Index>(j);
-        if (j % B == 0) {  // the block's scale from the updated weights
-          const std::size_t len = std::min(B, k - j);
+  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t first_row, std::size_t end_row) {
+    const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
+    Eigen::MatrixXf work = w.middleRows(row0, rows);  // updated weights
+    detail::chunk_codes<Format> out(end_row - first_row, k);
+    for (std::size_t batch_start = 0; batch_start < k; batch_start += batch) {
+      const Eigen::Index b0 = static_cast<Eigen::Index>(batch_start), b1 = static_cast<Eigen::Index>(std::min(k, batch_start + batch));
+      Eigen::MatrixXf err(rows, b1 - b0);  // scaled errors (w - q) / [H^-1]_jj of the batch
+      for (Eigen::Index col = b0; col < b1; ++col) {
+        const std::size_t column = static_cast<std::size_t>(col);
+        if (column % B == 0) {  // the block's scale from the updated weights
+          const std::size_t len = std::min(B, k - column);
           for (Eigen::Index i = 0; i < rows; ++i) {
-            const Eigen::VectorXf block = work.row(i).segment(jj, static_cast<Eigen::Index>(len)).transpose();
-            out.start_block(static_cast<std::size_t>(i), j / B, block.data(), len, ctx,
-                            opt.scale_search ? column_weight.data() + j : nullptr, (r0 + static_cast<std::size_t>(i)) * k + j);
+            const Eigen::VectorXf block = work.row(i).segment(col, static_cast<Eigen::Index>(len)).transpose();
+            out.start_block(static_cast<std::size_t>(i), column / B, block.data(), len, ctx,
+                            opt.scale_search ? column_weight.data() + column : nullptr, (first_row + static_cast<std::size_t>(i)) * k + column);
           }
         }
-        const float d = hinv(jj, jj);
+        const float d = hinv(col, col);
         for (Eigen::Index i = 0; i < rows; ++i) {
-          const std::size_t row = r0 + static_cast<std::size_t>(i);
-          const float wj = work(i, jj);
-          const float qj = out.quantize(static_cast<std::size_t>(i), j, wj, row * k + j, ctx);
-          q.dequantized(static_cast<Eigen::Index>(row), jj) = qj;
+          const std::size_t row = first_row + static_cast<std::size_t>(i);
+          const float wj = work(i, col);
+          const float qj = out.quantize(static_cast<std::size_t>(i), column, wj, row * k + column, ctx);
+          q.dequantized(row0 + i, col) = qj;
           const float e = (wj - qj) / d;
-          err(i, static_cast<Eigen::Index>(j - i1)) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
+          err(i, col - b0) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
         }
         // update the rest of this batch now
-        const Eigen::Index rest = static_cast<Eigen::Index>(i2 - j - 1);
-        if (rest > 0)
-          work.middleCols(jj + 1, rest).noalias() -= err.col(static_cast<Eigen::Index>(j - i1)) * hinv.row(jj).segment(jj + 1, rest);
+        const Eigen::Index rest = b1 - col - 1;
+        if (rest > 0) work.middleCols(col + 1, rest).noalias() -= err.col(col - b0) * hinv.row(col).segment(col + 1, rest);
       }
       // lazy update of the columns after the batch
-      const Eigen::Index after = static_cast<Eigen::Index>(k - i2);
-      if (after > 0)
-        work.rightCols(after).noalias() -= err * hinv.block(static_cast<Eigen::Index>(i1), static_cast<Eigen::Index>(i2),
-                                                            static_cast<Eigen::Index>(count), after);
+      const Eigen::Index after = static_cast<Eigen::Index>(k) - b1;
+      if (after > 0) work.rightCols(after).noalias() -= err * hinv.block(b0, b1, b1 - b0, after);
     }
-    out.store(q.packed, r0);
+    out.store(q.packed, first_row);
   });
   return q;
 }

@@ -9,10 +9,11 @@
 //     Z = sum_n x_n (x_n^T Omega)  =  N H Omega,
 // which is linear in the data: batches add, and statistics from several threads merge by
 // addition. Memory O(K s), cost O(K s) per sample (s = 128 by default, the oversampled
-// 2 x the default rank 64). When K <= s the test matrix is the identity and Z is N H exactly.
+// 2 x default_rank). When K <= s the test matrix is the identity and Z is N H exactly.
 // model() turns the statistics into the diagonal-plus-low-rank model ED uses:
-//     H ~ D + U U^T,  U: K x r top principal directions scaled by their singular values,
+//     H ~ D + U U^T,  U: K x rank top principal directions scaled by their singular values,
 //     d_k = max(H_kk - |U_k|^2, 0) + damp * mean(diag H).
+// docs/error_diffusion.md ("The statistics") derives both.
 #pragma once
 
 #include <Eigen/Dense>
@@ -26,13 +27,14 @@
 #include "blockcast/error.hpp"
 #include "blockcast/kernels/parallel.hpp"
 #include "blockcast/kernels/scalar_ops.hpp"
+#include "blockcast/ptq/defaults.hpp"
 #include "blockcast/ptq/matrix.hpp"
 
 namespace blockcast::ptq {
 
 /// The diagonal-plus-low-rank model of H that error diffusion works from.
 struct ed_model {
-  Eigen::MatrixXd U;  // K x r
+  Eigen::MatrixXd U;  // K x rank
   Eigen::VectorXd d;  // K, > 0
 };
 
@@ -152,26 +154,46 @@ class input_stats {
   Eigen::VectorXd mean() const { return sum_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
   Eigen::VectorXd mean_square() const { return sum_sq_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
 
-  /// The ED model: rank r = min(64, K) by default (at most the sketch size).
-  ed_model model(std::size_t rank = 0, double damp = 0.01) const {
+  /// The ED model of `rank` directions (0: default_rank; at most K and the sketch size).
+  ed_model model(std::size_t rank = 0, double damp = default_damp) const {
     if (count_ == 0) blockcast::detail::fail<shape_error>("input_stats::model: no samples were added");
-    const std::size_t r = std::min(rank == 0 ? std::min<std::size_t>(64, k_) : rank, s_);
+    rank = std::min(rank == 0 ? std::min(default_rank, k_) : rank, s_);
+    const auto channels = static_cast<Eigen::Index>(k_), directions = static_cast<Eigen::Index>(rank);
+    const Eigen::VectorXd diag = mean_square();
+    ed_model m;
+    m.U.setZero(channels, directions);
+    // all-zero inputs (dead channels only): nothing to model, any positive d is exact
+    if (!(diag.mean() > 0)) {
+      m.d.setOnes(channels);
+      return m;
+    }
     const double n = static_cast<double>(count_);
-    Eigen::MatrixXd basis;  // K x s orthonormal
+    Eigen::MatrixXd basis;   // K x s orthonormal
     Eigen::VectorXd lambda;  // s eigenvalues of H's approximation, descending
     if (exact_) {
       const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(z_ / n);
+      if (eig.info() != Eigen::Success)
+        blockcast::detail::fail<invalid_argument>("input_stats::model: the eigensolver of H (K = " + std::to_string(k_) +
+                                                  ") did not converge");
       basis = eig.eigenvectors().rowwise().reverse();
       lambda = eig.eigenvalues().reverse();
     } else {
-      // Nystrom: H ~ Y (Omega^T Y)^+ Y^T with Y = H Omega, stabilised by a small shift nu
+      // Nystrom: H ~ Y (Omega^T Y)^+ Y^T with Y = H Omega, stabilised by a small shift nu.
+      // Y is accumulated from FP32 products (add), so its rounding is FP32's: the shift is
+      // sized to FP32's epsilon, or Omega^T Y of a near-singular H is indefinite by rounding
       const Eigen::MatrixXd om = omega_.cast<double>();
       const Eigen::MatrixXd y0 = z_ / n;
-      const double nu = std::sqrt(static_cast<double>(k_)) * 2.2e-16 * std::max(y0.norm(), 1e-300);
+      const double nu = std::sqrt(static_cast<double>(k_)) * 1.2e-7 * y0.norm();
       const Eigen::MatrixXd y = y0 + nu * om;
-      Eigen::MatrixXd c = om.transpose() * y;
-      c = 0.5 * (c + c.transpose());
-      const Eigen::LLT<Eigen::MatrixXd> llt(c);
+      Eigen::MatrixXd core = om.transpose() * y;
+      core = 0.5 * (core + core.transpose());
+      const Eigen::LLT<Eigen::MatrixXd> llt(core);
+      // Omega^T (H + nu I) Omega is positive definite for nu > 0 and Omega of full rank; a
+      // failure means the statistics are corrupt, and the model would be NaN
+      if (llt.info() != Eigen::Success)
+        blockcast::detail::fail<invalid_argument>("input_stats::model: the sketch's core matrix Omega^T H Omega (K = " +
+                                                  std::to_string(k_) + ", sketch " + std::to_string(s_) +
+                                                  ") is not positive definite; the statistics are corrupt");
       // F = Y L^{-T}  (H_nys = F F^T); its left singular vectors from the small Gram matrix
       const Eigen::MatrixXd f = llt.matrixL().solve(y.transpose()).transpose();
       const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(f.transpose() * f);
@@ -179,18 +201,13 @@ class input_stats {
       const Eigen::MatrixXd v = eig.eigenvectors().rowwise().reverse();
       lambda = (sigma2.array() - nu).max(0.0);
       basis = f * v;
-      for (Eigen::Index i = 0; i < basis.cols(); ++i)
-        basis.col(i) /= std::sqrt(std::max(sigma2(i), 1e-300));
+      for (Eigen::Index dir = 0; dir < basis.cols(); ++dir) basis.col(dir) /= std::sqrt(std::max(sigma2(dir), 1e-300));
     }
-    ed_model m;
-    m.U.resize(static_cast<Eigen::Index>(k_), static_cast<Eigen::Index>(r));
-    for (std::size_t i = 0; i < r; ++i)
-      m.U.col(static_cast<Eigen::Index>(i)) = basis.col(static_cast<Eigen::Index>(i)) *
-                                             std::sqrt(std::max(lambda(static_cast<Eigen::Index>(i)), 0.0));
-    const Eigen::VectorXd diag = mean_square();
+    for (Eigen::Index dir = 0; dir < directions; ++dir) m.U.col(dir) = basis.col(dir) * std::sqrt(std::max(lambda(dir), 0.0));
     m.d = (diag - m.U.rowwise().squaredNorm()).cwiseMax(0.0).array() + damp * diag.mean();
-    // all-zero channels (dead inputs): any positive weight keeps the model well defined
-    if (!(diag.mean() > 0)) m.d.setConstant(1.0);
+    if (!m.U.allFinite() || !m.d.allFinite())
+      blockcast::detail::fail<invalid_argument>("input_stats::model: the model of H (K = " + std::to_string(k_) +
+                                                ") is not finite; the statistics are corrupt");
     return m;
   }
 

@@ -112,25 +112,27 @@ reference::block_scale searched_block_scale(const float* v, const float* weight,
 template <class Format>
 struct chunk_codes {
   std::vector<std::vector<std::uint8_t>> codes, scales;
-  std::vector<reference::block_scale> block;  // the current block's scale, per row
+  std::vector<std::vector<reference::block_scale>> scales_in_use;  // per row, per block
 
   chunk_codes(std::size_t rows, std::size_t k)
-      : codes(rows, std::vector<std::uint8_t>(k)), scales(rows, std::vector<std::uint8_t>(blocks_per_row<Format>(k))), block(rows) {}
+      : codes(rows, std::vector<std::uint8_t>(k)),
+        scales(rows, std::vector<std::uint8_t>(blocks_per_row<Format>(k))),
+        scales_in_use(rows, std::vector<reference::block_scale>(blocks_per_row<Format>(k))) {}
 
   /// Starts block b of row i with the scale of its (adjusted or updated) values: the amax
   /// rule's, or with `search_weight` (the block's weights, H's diagonal) the searched scale
   /// (searched_block_scale; `first_index`: the block's tensor index, for stochastic rounding).
   void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx,
                    const float* search_weight = nullptr, std::uint64_t first_index = 0) {
-    block[i] = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
-                             : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
-    scales[i][b] = block[i].code;
+    scales_in_use[i][b] = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
+                                        : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
+    scales[i][b] = scales_in_use[i][b].code;
   }
 
-  /// Quantizes value v of row i, column j (tensor index `index`) with the block's scale and
+  /// Quantizes value v of row i, column j (tensor index `index`) with its block's scale and
   /// returns its dequantized value.
   float quantize(std::size_t i, std::size_t j, float v, std::uint64_t index, const reference::block_context& ctx) {
-    const auto& b = block[i];
+    const auto& b = scales_in_use[i][j / Format::block_size];
     const std::uint8_t c = b.nan ? std::uint8_t{0} : reference::quantize_value<Format>(v, b, ctx, index);
     codes[i][j] = c;
     return reference::dequantize_value<Format>(c, b, ctx.tensor_decode);

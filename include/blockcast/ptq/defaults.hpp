@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT
+// The defaults the PTQ methods share, named once (docs/error_diffusion.md, "The options").
+#pragma once
+
+#include <cstddef>
+
+namespace blockcast::ptq {
+
+/// Damping added to H's diagonal as a fraction of its mean, by GPTQ and ED alike (GPTQ's
+/// reference value): it keeps H invertible and the greedy updates bounded.
+inline constexpr double default_damp = 0.01;
+
+/// ED's rank r when none is asked for (at most K and the sketch size): the number of principal
+/// directions of the inputs the model keeps beside its diagonal.
+inline constexpr std::size_t default_rank = 64;
+
+}  // namespace blockcast::ptq
