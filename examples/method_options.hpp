@@ -18,8 +18,10 @@ struct method_options {
     app.add_option("--sketch", sketch, "ED's statistics: sketch size (K or more: exact H)")->capture_default_str();
     app.add_option("--rank", ed.rank, "ED's rank (0: min(64, K); at most the sketch size)")->capture_default_str();
     app.add_option("--sweeps", ed.sweeps, "ED's refinement sweeps after the greedy pass")->capture_default_str();
-    app.add_flag_callback("--scale-search", [this] { ed.scale_search = gptq.scale_search = true; },
-                          "ED and GPTQ choose each block's scale among its neighbouring codes");
+    app.add_flag_callback("--no-scale-search", [this] { ed.scale_search = false; },
+                          "ED takes each block's amax scale (default: the best of it and its neighbouring codes)");
+    app.add_flag_callback("--gptq-scale-search", [this] { gptq.scale_search = true; },
+                          "GPTQ chooses each block's scale among its neighbouring codes, as ED does");
     app.add_flag_callback("--scale-from-optimum", [this] { ed.scale_from = blockcast::ptq::ed_scale_source::block_optimum; },
                           "ED chooses block scales from the block's optimum, as GPTQ does (default: from the adjusted values)");
   }

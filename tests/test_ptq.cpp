@@ -114,7 +114,10 @@ TEST_CASE("ED with r = 1 and a constant mean direction is mean-preserving diffus
   // MXFP4, block amax 3 -> scale 2^(1-2) = 0.5: grid step 0.25 around 1, 0.5 around 2.
   ptq::matrix w(1, 2);
   w << 3.0f, 1.1f;
-  const auto e = ptq::error_diffusion<bc::mxfp4>(w, model);
+  ptq::ed_options pass;  // the greedy pass alone: amax scales, no refinement
+  pass.scale_search = false;
+  pass.sweeps = 0;
+  const auto e = ptq::error_diffusion<bc::mxfp4>(w, model, pass);
   // column 0: c = 0, q0 = 3 (on the grid), e0 = 0; column 1: q1 = round(1.1) = 1.0
   CHECK(e.dequantized(0, 0) == 3.0f);
   CHECK(e.dequantized(0, 1) == 1.0f);
@@ -122,7 +125,7 @@ TEST_CASE("ED with r = 1 and a constant mean direction is mean-preserving diffus
   // w = [2.9, 1.3]: RTN gives [3, 1.5] (sum 4.5 for 4.2). ED: q0 = 3, e0 = -0.1, c = -0.1 a,
   // adjusted w1 = 1.3 + (2/3)(-0.1) = 1.2333 -> 1.0 (sum 4.0): the running error is carried.
   w << 2.9f, 1.3f;
-  const auto f = ptq::error_diffusion<bc::mxfp4>(w, model);
+  const auto f = ptq::error_diffusion<bc::mxfp4>(w, model, pass);
   const auto r = ptq::rtn<bc::mxfp4>(w);
   CHECK(r.dequantized(0, 0) == 3.0f);
   CHECK(r.dequantized(0, 1) == 1.5f);
@@ -216,6 +219,8 @@ TEMPLATE_TEST_CASE("ED with exact statistics at full rank reproduces GPTQ's code
   ptq::ed_options full;
   full.rank = 128;
   full.scale_from = ptq::ed_scale_source::block_optimum;
+  full.scale_search = false;  // GPTQ's amax scales, and its greedy pass alone
+  full.sweeps = 0;
   const auto ed = ptq::error_diffusion<TestType>(l.w, ptq::input_stats::from(l.calibration), full);
   const auto gptq = ptq::gptq<TestType>(l.w, l.calibration);
   const Eigen::MatrixXd x = l.calibration.cast<double>();
@@ -244,6 +249,7 @@ TEMPLATE_TEST_CASE("refinement sweeps never increase the modelled error, and low
     const layer l = make_layer(40, 200, 12, 12, relu);  // K = 200: a partial last block
     const ptq::ed_model model = ptq::input_stats::from(l.calibration).model(32);
     ptq::ed_options opt;
+    opt.sweeps = 0;
     double previous = ptq::modelled_error(l.w, ptq::error_diffusion<TestType>(l.w, model, opt).dequantized, model);
     const double greedy = previous;
     for (unsigned sweeps = 1; sweeps <= 3; ++sweeps) {

@@ -67,6 +67,7 @@ TEMPLATE_TEST_CASE("ED with a diagonal model: RTN without the search, lower weig
   const ptq::ed_model model = ptq::diagonal_model(c.mean_square);
   const auto rtn = ptq::rtn<TestType>(c.w);
   ptq::ed_options opt;
+  opt.scale_search = false;
   const auto plain = ptq::error_diffusion<TestType>(c.w, model, opt);
   INFO(bc::preset_name<TestType>());
   // nothing to carry with U = 0: the same codes and scales as RTN
@@ -100,6 +101,7 @@ TEMPLATE_TEST_CASE("GPTQ and full ED with the scale search: codes that decode to
   for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng) * static_cast<float>(std::sqrt(c.mean_square(i % 128)));
   ptq::gptq_options g;
   ptq::ed_options e;
+  e.scale_search = false;
   const auto gptq_plain = ptq::gptq<TestType>(c.w, x, g);
   const auto ed_plain = ptq::error_diffusion<TestType>(c.w, ptq::input_stats::from(x), e);
   g.scale_search = e.scale_search = true;

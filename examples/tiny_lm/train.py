@@ -15,7 +15,8 @@ reference BLAS training is about 15 times slower; fortunes: the text).
 Text: the English fortune files of Debian's `fortunes` package (2.5 MB; not the ASCII art),
 one document per fortune.
 Documents are split before training, by a seeded permutation: 5% are held out. From them
-`data/heldout.txt` is written (the evaluation text), and from the training documents
+`data/heldout.txt` is written (the evaluation text; `data/heldout_all.txt` is all of the
+held-out documents, for finer comparisons), and from the training documents
 `data/calibration.txt` (text for calibrating quantization, never evaluated on).
 
 Model (examples/tiny_lm/model.hpp runs the same forward pass in C++):
@@ -258,6 +259,8 @@ def main():
     # calibration: training text from a seeded offset (never the held-out documents)
     start = int(np.random.default_rng(SEED + 1).integers(0, len(train) - CALIBRATION_BYTES))
     write_text(os.path.join(HERE, "data", "heldout.txt"), eval_text)
+    # all the held-out text in whole windows, for comparisons finer than the 16 KB resolve
+    write_text(os.path.join(HERE, "data", "heldout_all.txt"), held[:len(held) // context * context])
     write_text(os.path.join(HERE, "data", "calibration.txt"), train[start:start + CALIBRATION_BYTES])
 
     data = torch.from_numpy(np.frombuffer(train, dtype=np.uint8).astype(np.int64))

@@ -180,7 +180,6 @@ struct method_plan {
   const ptq::matrix* inputs = nullptr;  // calibration inputs (N x K), ed and gptq
   ptq::ed_model ed;            // ed: the model of H
   Eigen::MatrixXf gptq_factor; // gptq: the inverse-Hessian factor
-  bool scale_search = false;   // ed: importance-weighted block scales (an importance matrix)
 };
 
 inline method_plan plan_method(cli::method method, const ptq::matrix* inputs, unsigned threads) {
@@ -262,7 +261,6 @@ tensor_result quantize_tensor(const tensor_source& t, std::size_t rows, std::siz
       if (plan.method == method::ed) {
         ptq::ed_options ed;
         ed.cast = opt;
-        ed.scale_search = plan.scale_search;
         q = ptq::error_diffusion<Format>(w, plan.ed, ed);
       } else {
         ptq::gptq_options gptq;

@@ -221,8 +221,8 @@ inline method_plan importance_plan(method m, const io::importance_matrix& imatri
     throw io::file_error(imatrix.path, "the entry for " + io::in_quotes(name) + " has " + std::to_string(imp->mean_square.size()) +
                                            " input channels, the weight has K = " + std::to_string(cols));
   method_plan plan{m, nullptr, {}, {}};
+  // ED's defaults include the block-scale search: with a diagonal model, all it can do beyond RTN
   plan.ed = ptq::diagonal_model(Eigen::Map<const Eigen::VectorXd>(imp->mean_square.data(), static_cast<Eigen::Index>(cols)));
-  plan.scale_search = true;
   return plan;
 }
 
