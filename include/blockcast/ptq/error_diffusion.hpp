@@ -190,6 +190,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
     fmat carry = fmat::Zero(rows, u.cols());  // c, one rank-vector per row
     detail::chunk_codes<Format> out(end_row - first_row, k);
+    Eigen::VectorXf adjust(rows), error(rows);  // per column: g_j . c and w_j - q_j, per row
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
       // the block's scale from its adjusted values or its optimum, with the carry at its start
@@ -199,8 +200,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
         out.start_block(static_cast<std::size_t>(i), block_start / B, optimum.row(i).data(), static_cast<std::size_t>(len), ctx,
                         opt.scale_search ? h_diagonal.data() + s : nullptr, (first_row + static_cast<std::size_t>(i)) * k + block_start);
       for (Eigen::Index col = s; col < s + len; ++col) {
-        const Eigen::VectorXf adjust = carry * g.row(col).transpose();  // g_j . c per row
-        Eigen::VectorXf error(rows);
+        adjust.noalias() = carry * g.row(col).transpose();
         for (Eigen::Index i = 0; i < rows; ++i) {
           const std::size_t row = first_row + static_cast<std::size_t>(i);
           const float wj = w(row0 + i, col);
