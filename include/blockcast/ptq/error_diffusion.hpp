@@ -35,8 +35,8 @@ namespace blockcast::ptq {
 /// The values each block's scale is chosen from (docs/error_diffusion.md, "Block scales").
 enum class ed_scale_source {
   /// Each column's adjusted value w_j + g_j . c with the carry at the block's start: what the
-  /// pass would quantize if the block's earlier columns were exact. The default: it measured
-  /// better than the block's optimum on the transformer and the CNN.
+  /// pass would quantize if the block's earlier columns were exact. The default, as the pass
+  /// always chose; the two sources measured alike (docs/error_diffusion.md, "Block scales").
   adjusted,
   /// The block's optimum given the quantized prefix, w_j + b_j . c: GPTQ's updated weights.
   /// With exact H at full rank, ED is then GPTQ's quantizer exactly.

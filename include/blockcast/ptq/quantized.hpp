@@ -108,15 +108,14 @@ reference::block_scale searched_block_scale(const float* v, const float* weight,
   return best;
 }
 
-/// The codes (one per byte) and scale bytes of a chunk of rows, and the block scales in use.
+/// The codes (one per byte) of a chunk of rows, and the scale of each of their blocks.
 template <class Format>
 struct chunk_codes {
-  std::vector<std::vector<std::uint8_t>> codes, scales;
+  std::vector<std::vector<std::uint8_t>> codes;
   std::vector<std::vector<reference::block_scale>> scales_in_use;  // per row, per block
 
   chunk_codes(std::size_t rows, std::size_t k)
       : codes(rows, std::vector<std::uint8_t>(k)),
-        scales(rows, std::vector<std::uint8_t>(blocks_per_row<Format>(k))),
         scales_in_use(rows, std::vector<reference::block_scale>(blocks_per_row<Format>(k))) {}
 
   /// Starts block b of row i with the scale of its (adjusted or updated) values: the amax
@@ -126,7 +125,6 @@ struct chunk_codes {
                    const float* search_weight = nullptr, std::uint64_t first_index = 0) {
     scales_in_use[i][b] = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
                                         : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
-    scales[i][b] = scales_in_use[i][b].code;
   }
 
   /// Quantizes value v of row i, column j (tensor index `index`) with its block's scale and
@@ -143,7 +141,8 @@ struct chunk_codes {
     auto view = p.mutable_view();
     for (std::size_t i = 0; i < codes.size(); ++i) {
       blockcast::detail::pack_codes(codes[i].data(), codes[i].size(), Format::element_bits, view.row_codes(r0 + i));
-      std::copy(scales[i].begin(), scales[i].end(), view.row_scales(r0 + i));
+      std::uint8_t* scale_bytes = view.row_scales(r0 + i);
+      for (const auto& scale : scales_in_use[i]) *scale_bytes++ = scale.code;
     }
   }
 };
