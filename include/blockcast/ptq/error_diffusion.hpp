@@ -101,6 +101,13 @@ inline diffusion_gains diffusion_weights(const ed_model& model, std::size_t bloc
   return gains;
 }
 
+namespace detail {
+/// W - Q in FP64 with NaN/Inf positions as 0: their blocks' errors are not carried or counted.
+inline Eigen::MatrixXd finite_errors(const matrix_ref& w, const matrix_ref& q) {
+  return (w - q).cast<double>().unaryExpr([](double v) { return std::isfinite(v) ? v : 0.0; });
+}
+}  // namespace detail
+
 /// The model's error of quantizing W to Q: sum over rows of e^T (D + U U^T) e, e = w - q
 /// (NaN/Inf weights excluded), the quantity ED's pass and sweeps minimise.
 inline double modelled_error(const matrix_ref& w, const matrix_ref& q, const ed_model& model) {
@@ -108,8 +115,7 @@ inline double modelled_error(const matrix_ref& w, const matrix_ref& q, const ed_
   if (model.U.rows() != w.cols() || model.d.size() != w.cols())
     blockcast::detail::fail<shape_error>("modelled_error: weights of shape " + detail::shape(w) + " but a model of K = " +
                                          std::to_string(model.U.rows()));
-  Eigen::MatrixXd e = (w - q).cast<double>();
-  e = e.unaryExpr([](double v) { return std::isfinite(v) ? v : 0.0; });
+  const Eigen::MatrixXd e = detail::finite_errors(w, q);
   return (e.array().square().rowwise() * model.d.transpose().array()).sum() + (e * model.U).squaredNorm();
 }
 
@@ -126,8 +132,7 @@ void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& mo
   const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = w.cols();
   const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
-  Eigen::MatrixXd error = (w.middleRows(row0, rows) - dequantized.middleRows(row0, rows)).cast<double>();
-  error = error.unaryExpr([](double v) { return std::isfinite(v) ? v : 0.0; });  // NaN/Inf stay in their block
+  Eigen::MatrixXd error = finite_errors(w.middleRows(row0, rows), dequantized.middleRows(row0, rows));
   Eigen::MatrixXd t = error * model.U;  // rows x rank
   const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
   Eigen::VectorXd moved(rows);
