@@ -22,7 +22,7 @@ using weight_formats = std::tuple<bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2
                                   bc::mxint8, bc::nvfp4>;
 
 /// What the weights and activations hold.
-enum class data_kind { quantized_normal, random_bytes, typical_scales, symmetric_codes, zeros, saturated };
+enum class data_kind { quantized_normal, random_bytes, typical_scales, symmetric_codes, zeros, saturated, one_nan_scale };
 const char* name_of(data_kind k) {
   switch (k) {
     case data_kind::quantized_normal: return "quantized normal values";
@@ -31,6 +31,7 @@ const char* name_of(data_kind k) {
     case data_kind::symmetric_codes: return "random codes but INT8's -128, scales near 1";
     case data_kind::zeros: return "zeros";
     case data_kind::saturated: return "largest codes and scales";
+    case data_kind::one_nan_scale: return "scales near 1 but one NaN scale in every other row";
   }
   return "?";
 }
@@ -65,6 +66,11 @@ bc::packed_tensor<Format> make(std::size_t rows, std::size_t cols, data_kind kin
     scales[i] = kind == data_kind::random_bytes ? byte
                 : kind == data_kind::saturated  ? std::uint8_t{0xfe}
                                                 : static_cast<std::uint8_t>(120 + byte % 14);
+  }
+  // kernels test a whole row's scales for NaN once: rows with and without one, side by side
+  if (kind == data_kind::one_nan_scale) {
+    const std::size_t blocks = scales.size() / rows;
+    for (std::size_t r = 0; r < rows; r += 2) scales[r * blocks + (7 * r + 3) % blocks] = Format::scale_type::nan_code;
   }
   if constexpr (Format::has_tensor_scale) {
     if (kind == data_kind::saturated) {
@@ -142,11 +148,15 @@ TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact blo
   const std::size_t rows = 5;
   for (std::size_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 511, 512, 513, 1024, 1040, 4096 + 48}) {
     for (data_kind kind : {data_kind::quantized_normal, data_kind::random_bytes, data_kind::typical_scales,
-                           data_kind::symmetric_codes, data_kind::zeros, data_kind::saturated}) {
+                           data_kind::symmetric_codes, data_kind::zeros, data_kind::saturated,
+                           data_kind::one_nan_scale}) {
       const auto w = make<F>(rows, cols, kind == data_kind::symmetric_codes ? data_kind::random_bytes : kind, rng);
       // random weights (Inf/NaN included) meet activations without -128 in symmetric_codes
       const auto x = make<bc::mxint8>(1, cols, kind == data_kind::saturated ? data_kind::saturated
-                                                   : kind == data_kind::zeros ? data_kind::typical_scales : kind, rng);
+                                                   : kind == data_kind::zeros || kind == data_kind::one_nan_scale
+                                                       ? data_kind::typical_scales
+                                                       : kind,
+                                      rng);
       std::vector<float> y(rows);
       bc::gemv(w.view(), x.view(), y.data());
       const bc::mx_activations<F> prepared(x.view());

@@ -40,7 +40,7 @@ struct tensor_allocator {
       return static_cast<T*>(p);
     }
 #endif
-    return static_cast<T*>(::operator new(bytes));
+    return static_cast<T*>(::operator new(bytes, std::align_val_t{64}));
   }
   void deallocate(T* p, std::size_t n) noexcept {
 #if defined(__linux__)
@@ -49,7 +49,7 @@ struct tensor_allocator {
       return;
     }
 #endif
-    ::operator delete(p);
+    ::operator delete(p, std::align_val_t{64});
     (void)n;
   }
   /// Default-initialisation: no zeroing (the vector's value-initialising resize would).

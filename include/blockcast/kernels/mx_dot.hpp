@@ -25,6 +25,7 @@
 #include "blockcast/block/block_format.hpp"
 #include "blockcast/block/layout.hpp"
 #include "blockcast/block/packed.hpp"
+#include "blockcast/block/storage.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/kernels/mx_dot_arch.hpp"
 
@@ -159,12 +160,12 @@ class mx_activations {
 
  private:
   std::size_t cols_;
-  std::vector<std::uint8_t> codes_;
-  std::vector<std::int16_t> wide_;
-  std::vector<std::int8_t> split_;
+  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> codes_;
+  std::vector<std::int16_t, detail::tensor_allocator<std::int16_t>> wide_;
+  std::vector<std::int8_t, detail::tensor_allocator<std::int8_t>> split_;
   std::vector<std::uint8_t> has_min_code_;  // per group of 16 weight blocks
-  std::vector<float> scale_;
-  std::vector<std::int32_t> sums_;
+  std::vector<float, detail::tensor_allocator<float>> scale_;
+  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> sums_;
 };
 
 namespace reference {

@@ -6,8 +6,9 @@
 // here, takes the driver's block-by-block path, which gives the same bits.
 //
 // How the element codes meet the int8 activations:
-//   * E2M1 (MXFP4, NVFP4): the 4-bit code is looked up (vpshufb) as integer + 12, an unsigned
-//     byte, multiplied with the signed activation bytes; 12 * sum(x) is subtracted per block.
+//   * E2M1 (MXFP4, NVFP4): the 4-bit code is looked up (vpermb, vpshufb) as integer + 16, an
+//     unsigned byte, multiplied with the signed activation bytes; 16 * sum(x) is subtracted
+//     per block (a power of two: one shift).
 //   * INT8, E2M3, E3M2: the code is widened or looked up (vpermi2w) to a signed 16-bit integer
 //     and multiplied with the activations widened to 16 bits.
 //   * E4M3: its integers reach 448 * 2^9, so they go as two 16-bit halves (low byte, the rest)
@@ -55,6 +56,18 @@ template <class Format, class Arch>
 struct avx512_block_sums {
   using type = void;
 };
+
+/// Whether group_dot asks for a kernel's codes ahead of time (Kernel::software_prefetch;
+/// yes unless it says otherwise).
+template <class Kernel, class = void>
+struct prefetch_of : std::true_type {};
+template <class Kernel>
+struct prefetch_of<Kernel, std::void_t<decltype(Kernel::software_prefetch)>>
+    : std::bool_constant<Kernel::software_prefetch> {};
+template <class Kernel>
+constexpr bool software_prefetch() {
+  return prefetch_of<Kernel>::value;
+}
 
 /// Whether Arch runs group_dot's AVX-512 kernels for Format.
 template <class Format, class Arch>
@@ -147,11 +160,19 @@ struct word_table64 {
 /// E2M1 codes: 128 per 64 bytes. The low nibbles of the 64 bytes are the even codes, the
 /// high nibbles the odd ones, so one AND and one shift split them into two vectors without
 /// moving a byte; the activations come split the same way (mx_activations::split_codes).
-/// Each code is looked up (vpshufb; vpermb with VBMI, which needs no mask) as integer + 12, an
-/// unsigned byte.
+/// Each code is looked up (vpshufb; vpermb with VBMI, which needs no mask) as integer + 16, an
+/// unsigned byte; the offset is a power of two so that its correction is one shift.
 template <class Ints, std::size_t B, class Arch>
 struct e2m1_sums {
-  static constexpr int offset = 12;
+  static constexpr int offset_shift = 4;
+  static constexpr int offset = 1 << offset_shift;
+  /// Software prefetch ahead of the codes (group_dot::prefetch): MXFP4's kernel keeps up with
+  /// the hardware prefetcher, and its prefetch instructions cost more than they bring (16384 x
+  /// 4096 on Zen 4: 28 -> 32 GB/s without); NVFP4's groups are half as many bytes per scale
+  /// decode and still gain from it.
+  static constexpr bool software_prefetch = B != 32;
+  static_assert(Ints::max_magnitude() <= offset && 8 * (Ints::max_magnitude() + offset) * 128 <= 32767,
+                "integer + offset is an unsigned byte, and a lane's 8 products fit 16 bits (quad_totals)");
   e2m1_sums() {
     alignas(16) std::uint8_t t[16];
     for (int c = 0; c < 16; ++c) t[c] = static_cast<std::uint8_t>(Ints::integer(static_cast<std::uint8_t>(c)) + offset);
@@ -185,12 +206,25 @@ struct e2m1_sums {
     }
     // 128 codes per vector: blocks of 32 are 4 lanes (one 128-bit quarter) each, blocks of
     // 16 two lanes each
-    const __m512i totals = B == 32 ? block_totals<4>(r) : pair_totals(r);
-    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x.sums), _mm512_set1_epi32(offset))));
+    const __m512i totals = B == 32 ? quad_totals(r) : pair_totals(r);
+    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_slli_epi32(_mm512_loadu_si512(x.sums), offset_shift)));
     return true;
   }
 
  private:
+  /// Lane b = the sum of lanes 4(b % 4) .. +3 of r[b / 4]. Each lane holds 8 products and fits
+  /// 16 bits, so two vectors pack into one (vpackssdw, exact) and vpmaddwd adds the pairs: two
+  /// instructions fewer than block_totals<4>.
+  static BLOCKCAST_INLINE __m512i quad_totals(const __m512i* r) {
+    const __m512i ones = _mm512_set1_epi16(1);
+    // quarter q: blocks q, 4+q (two lanes each), then 8+q, 12+q
+    const __m512 a = _mm512_castsi512_ps(_mm512_madd_epi16(_mm512_packs_epi32(r[0], r[1]), ones));
+    const __m512 b = _mm512_castsi512_ps(_mm512_madd_epi16(_mm512_packs_epi32(r[2], r[3]), ones));
+    // quarter q: blocks q, 4+q, 8+q, 12+q
+    const __m512i f = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
+                                       _mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+  }
   /// Lane b = lanes 2b + 2b+1 of r[0] (b < 8) or of r[1].
   static BLOCKCAST_INLINE __m512i pair_totals(const __m512i* r) {
     const __m512 a = _mm512_castsi512_ps(r[0]), b = _mm512_castsi512_ps(r[1]);
@@ -510,12 +544,9 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   template <class Activations, class Special>
   BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
                                        std::size_t groups, const Activations& x, Special&& special) const {
-    __m512 acc = _mm512_setzero_ps();
-    for (std::size_t g = 0; g < groups; ++g) {
-      prefetch(codes + g * group_bytes, group_bytes);
-      add_group(acc, codes + g * group_bytes, scales + 16 * g, x.group(16 * g), g, special);
-    }
-    return acc;
+    // a NaN scale (E8M0 0xFF) is rare: one look at the row's scales spares the per-group test
+    if (any_nan_scale(scales, 16 * groups)) return add_groups<true>(codes, group_bytes, scales, groups, x, special);
+    return add_groups<false>(codes, group_bytes, scales, groups, x, special);
   }
   static void store(partials p, float* out) { _mm512_storeu_ps(out, p); }
   /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
@@ -527,12 +558,31 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   }
 
  private:
-  template <class Special>
+  template <bool NaNScales, class Activations, class Special>
+  BLOCKCAST_INLINE partials add_groups(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
+                                       std::size_t groups, const Activations& x, Special& special) const {
+    __m512 acc = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < groups; ++g) {
+      if constexpr (software_prefetch<sums_kernel>()) prefetch(codes + g * group_bytes, group_bytes);
+      add_group<NaNScales>(acc, codes + g * group_bytes, scales + 16 * g, x.group(16 * g), g, special);
+    }
+    return acc;
+  }
+  /// Whether any of n scales is an E8M0 NaN (UE4M3 scales: decode_scales handles NaN).
+  static BLOCKCAST_INLINE bool any_nan_scale(const std::uint8_t* scales, std::size_t n) {
+    if constexpr (!std::is_same_v<typename Format::scale_type, e8m0>) return false;
+    __mmask64 nan = 0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) nan |= _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(scales + i), _mm512_set1_epi8(-1));
+    for (; i < n; ++i) nan |= scales[i] == 0xff;
+    return nan != 0;
+  }
+  template <bool NaNScales, class Special>
   BLOCKCAST_INLINE void add_group(__m512& acc, const std::uint8_t* codes, const std::uint8_t* scales,
                                   const group_activations& xg, std::size_t g, Special& special) const {
     __m512 sums;  // fp32(S_b)
     if (kernel_(codes, xg, sums)) {
-      const __m512 partial = avx512::rounded(times_weight_scales(sums, scales));
+      const __m512 partial = avx512::rounded(times_weight_scales<NaNScales>(sums, scales));
       acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(xg.scales))));
     } else {
       alignas(64) float terms[16];
@@ -551,14 +601,17 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   }
 
   /// sums * d_w, rounded once. E8M0: d_w = 2^(e - 127 - shift), so one vscalefps (exact
-  /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent); UE4M3: the decoded
+  /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent, set only when NaNScales
+  /// says the row has one); UE4M3: the decoded
   /// scale times 2^-shift (exact), then the product.
+  template <bool NaNScales>
   BLOCKCAST_INLINE __m512 times_weight_scales(__m512 sums, const std::uint8_t* scales) const {
     if constexpr (std::is_same_v<typename Format::scale_type, e8m0>) {
       const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
       __m512 exponent = _mm512_sub_ps(_mm512_cvtepi32_ps(e), exponent_bias_);
-      exponent = _mm512_mask_mov_ps(exponent, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0xff)),
-                                    _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
+      if constexpr (NaNScales)
+        exponent = _mm512_mask_mov_ps(exponent, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0xff)),
+                                      _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
       return _mm512_scalef_ps(sums, exponent);
     } else {
       return _mm512_mul_ps(sums, _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_));
