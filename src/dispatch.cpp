@@ -79,7 +79,8 @@ BLOCKCAST_PRESETS(BLOCKCAST_DISPATCHED_PRESET)
 #define BLOCKCAST_EXTERN_CONVERT(A)                                                                     \
   extern template void widen_bf16_op::operator()<A>(A, const std::uint8_t*, std::size_t, float*) const; \
   extern template void widen_f16_op::operator()<A>(A, const std::uint8_t*, std::size_t, float*) const;  \
-  extern template error_sums squared_error_sums_op::operator()<A>(A, const float*, const float*, std::size_t) const;
+  extern template error_sums squared_error_sums_op::operator()<A>(A, const float*, const float*, std::size_t) const; \
+  extern template float max_finite_magnitude_op::operator()<A>(A, const std::uint8_t*, std::size_t, stored_float) const;
 BLOCKCAST_EXTERN_CONVERT(simd::avx512vbmi)
 BLOCKCAST_EXTERN_CONVERT(xsimd::avx512bw)
 BLOCKCAST_EXTERN_CONVERT(xsimd::avx2)
@@ -91,6 +92,9 @@ void widen_bf16(const std::uint8_t* src, std::size_t n, float* out) { run(widen_
 void widen_f16(const std::uint8_t* src, std::size_t n, float* out) { run(widen_f16_op{}, src, n, out); }
 error_sums squared_error_sums(const float* w, const float* q, std::size_t n) {
   return run(squared_error_sums_op{}, w, q, n);
+}
+float max_finite_magnitude(const std::uint8_t* src, std::size_t n, stored_float type) {
+  return run(max_finite_magnitude_op{}, src, n, type);
 }
 
 namespace {

@@ -57,8 +57,14 @@ template <class Arch>
 error_sums squared_error_sums_op::operator()(Arch, const float* w, const float* q, std::size_t n) const {
   return portable::squared_error_sums<Arch>(w, q, n);
 }
+template <class Arch>
+float max_finite_magnitude_op::operator()(Arch, const std::uint8_t* src, std::size_t n, stored_float type) const {
+  return portable::max_finite_magnitude<Arch>(src, n, type);
+}
 template void widen_bf16_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const std::uint8_t*, std::size_t, float*) const;
 template void widen_f16_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const std::uint8_t*, std::size_t, float*) const;
+template float max_finite_magnitude_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const std::uint8_t*, std::size_t,
+                                                                    stored_float) const;
 template error_sums squared_error_sums_op::operator()<BLOCKCAST_ARCH>(BLOCKCAST_ARCH, const float*, const float*,
                                                                        std::size_t) const;
 

@@ -81,6 +81,59 @@ void check_widening(WidenBf16 bf16, WidenF16 f16) {
   check_widen("widen_f16", f16, f16_reference);
 }
 
+// The largest finite magnitude from stored bits, against widening every value and comparing
+// floats: all 65536 BF16 and F16 codes (each alone among zeros, so every code is the maximum
+// once), random codes at every length 0..100 and byte offset 0..3, and F32 values with Inf,
+// NaN, subnormals and negatives.
+template <class MaxFinite>
+void check_max_finite(MaxFinite max_finite) {
+  using bc_type = blockcast::stored_float;
+  const auto reference = [](const std::uint8_t* src, std::size_t n, bc_type type) {
+    float m = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+      float v;
+      if (type == bc_type::f32) {
+        std::memcpy(&v, src + 4 * i, 4);
+      } else {
+        std::uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        v = type == bc_type::bf16 ? bf16_reference(h) : f16_reference(h);
+      }
+      if (std::isfinite(v) && std::fabs(v) > m) m = std::fabs(v);
+    }
+    return m;
+  };
+  for (bc_type type : {bc_type::bf16, bc_type::f16}) {
+    const char* name = type == bc_type::bf16 ? "BF16" : "F16";
+    std::vector<std::uint8_t> one(2 * 67, 0);
+    for (std::uint32_t c = 0; c < 65536; ++c) {
+      const std::size_t at = c % 67;  // the code at every position of a vector and its tail
+      one[2 * at] = static_cast<std::uint8_t>(c), one[2 * at + 1] = static_cast<std::uint8_t>(c >> 8);
+      const float got = max_finite(one.data(), 67, type), want = reference(one.data(), 67, type);
+      if (bits_of(got) != bits_of(want))
+        FAIL(name << ": code 0x" << std::hex << c << " at index " << std::dec << at << " gave " << got << ", wanted " << want);
+      one[2 * at] = one[2 * at + 1] = 0;
+    }
+  }
+  std::mt19937 rng(9);
+  std::vector<std::uint8_t> src(4 * 100 + 4);
+  for (auto& b : src) b = static_cast<std::uint8_t>(rng());
+  // F32: a few specials among ordinary values
+  const float specials[] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::max(),
+                            -std::numeric_limits<float>::denorm_min(), 0.0f};
+  for (std::size_t i = 0; i < 100; i += 7) std::memcpy(src.data() + 1 + 4 * i, &specials[(i / 7) % 6], 4);
+  for (bc_type type : {bc_type::bf16, bc_type::f16, bc_type::f32})
+    for (std::size_t offset = 0; offset < 4; ++offset)
+      for (std::size_t n = 0; n <= 100; ++n) {
+        const float got = max_finite(src.data() + offset, n, type), want = reference(src.data() + offset, n, type);
+        if (bits_of(got) != bits_of(want))
+          FAIL("type " << static_cast<int>(type) << ", length " << n << ", byte offset " << offset << ": gave " << got
+                       << ", wanted " << want);
+      }
+  SUCCEED("all stored floats");
+}
+
 // The sums against double-precision sums (float lanes: relative error well under 1e-5 for
 // these lengths), the same bits at every alignment, finite for huge finite values, NaN in,
 // NaN out.

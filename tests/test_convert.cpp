@@ -19,3 +19,8 @@ TEST_CASE("widen_bf16 and widen_f16 are exact for every code, length and alignme
 TEST_CASE("squared_error_sums: exact lanes, alignment-free, overflow-free", "[convert]") {
   blockcast_test::check_error_sums([](const float* w, const float* q, std::size_t n) { return bc::squared_error_sums(w, q, n); });
 }
+
+TEST_CASE("max_finite_magnitude: every 16-bit code, every length and alignment, F32 specials", "[convert]") {
+  blockcast_test::check_max_finite(
+      [](const std::uint8_t* s, std::size_t n, bc::stored_float t) { return bc::max_finite_magnitude(s, n, t); });
+}

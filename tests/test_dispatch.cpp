@@ -93,7 +93,8 @@ TEMPLATE_TEST_CASE("dispatched BF16 decoding, dot products, gemv and matmul equa
   }
 }
 
-TEST_CASE("dispatched widening and SQNR sums equal the definitions", "[dispatch]") {
+TEST_CASE("dispatched widening, SQNR sums and finite amax equal the definitions", "[dispatch]") {
   blockcast_test::check_widening(bc::runtime::widen_bf16, bc::runtime::widen_f16);
   blockcast_test::check_error_sums(bc::runtime::squared_error_sums);
+  blockcast_test::check_max_finite(bc::runtime::max_finite_magnitude);
 }

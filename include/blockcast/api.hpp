@@ -284,5 +284,14 @@ inline error_sums squared_error_sums(const float* w, const float* q, std::size_t
 #endif
   return portable::squared_error_sums<simd::best_arch>(w, q, n);
 }
+/// The largest finite |value| of n stored floats (F32, F16 or BF16 bits, little-endian, any
+/// alignment), from their bits; 0 when none is finite (Inf and NaN are skipped). NVFP4's tensor
+/// amax in one pass over a checkpoint's bytes, nothing widened.
+inline float max_finite_magnitude(const std::uint8_t* src, std::size_t n, stored_float type) {
+#if BLOCKCAST_RUNTIME_DISPATCH && BLOCKCAST_DISPATCH_AVAILABLE
+  return runtime::max_finite_magnitude(src, n, type);
+#endif
+  return portable::max_finite_magnitude<simd::best_arch>(src, n, type);
+}
 
 }  // namespace blockcast

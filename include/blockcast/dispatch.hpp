@@ -117,9 +117,14 @@ struct squared_error_sums_op {
   template <class Arch>
   error_sums operator()(Arch, const float* w, const float* q, std::size_t n) const;
 };
+struct max_finite_magnitude_op {
+  template <class Arch>
+  float operator()(Arch, const std::uint8_t* src, std::size_t n, stored_float type) const;
+};
 void widen_bf16(const std::uint8_t* src, std::size_t n, float* out);
 void widen_f16(const std::uint8_t* src, std::size_t n, float* out);
 error_sums squared_error_sums(const float* w, const float* q, std::size_t n);
+float max_finite_magnitude(const std::uint8_t* src, std::size_t n, stored_float type);
 
 /// Name of the instruction set the dispatched kernels run on here ("avx512vbmi", ...).
 const char* selected_arch_name();

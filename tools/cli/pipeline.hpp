@@ -89,32 +89,9 @@ inline const float* float_rows(const tensor_source& t, std::size_t cols, std::si
   return buffer.data();
 }
 
-/// The largest finite |value| of n F32/F16/BF16 values, read from their bits: IEEE magnitudes
-/// order like their bit patterns, so no value is widened (the NVFP4 tensor-amax pass).
-inline float finite_amax(const std::uint8_t* src, io::dtype type, std::size_t n) {
-  if (type == io::dtype::f32) {
-    std::uint32_t m = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint32_t u;
-      std::memcpy(&u, src + 4 * i, 4);
-      u &= 0x7fffffffu;
-      m = std::max(m, u < 0x7f800000u ? u : 0u);
-    }
-    float f;
-    std::memcpy(&f, &m, 4);
-    return f;
-  }
-  const std::uint16_t inf = type == io::dtype::bf16 ? 0x7f80 : 0x7c00;  // the exponent field all ones
-  std::uint16_t m = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    h &= 0x7fff;
-    m = std::max(m, h < inf ? h : std::uint16_t{0});
-  }
-  float f;
-  widen(reinterpret_cast<const std::uint8_t*>(&m), type, 1, &f);
-  return f;
+/// The kernels' name for a stored float type (F32, F16 or BF16).
+inline stored_float stored_float_of(io::dtype type) {
+  return type == io::dtype::f32 ? stored_float::f32 : type == io::dtype::bf16 ? stored_float::bf16 : stored_float::f16;
 }
 
 /// Signal and noise sums for an SQNR over many slices: per row (squared_error_sums, the same
@@ -214,7 +191,7 @@ inline float tensor_amax(const tensor_source& t, std::size_t n, unsigned threads
       for (std::size_t i = b; i < e; i += chunk_values) {
         const std::size_t m = std::min(e, i + chunk_values) - i;
         t.read(i * element, m * element, raw.data());
-        amax[p] = std::max(amax[p], finite_amax(raw.data(), t.type, m));
+        amax[p] = std::max(amax[p], max_finite_magnitude(raw.data(), m, stored_float_of(t.type)));
       }
     }
   });
