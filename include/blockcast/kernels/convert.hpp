@@ -5,9 +5,10 @@
 // the widening as plain loops for the compiler to vectorize, the sums as xsimd batches. The
 // widening is exact; the sums run in 16 lanes indexed by position and are added in a fixed
 // order, so they do not depend on alignment, chunking or threads (between instruction sets
-// they may differ in the last bits: the multiply-adds are fused where the ISA has FMA). Every function takes the architecture it is compiled for as
-// a template argument, like the SIMD kernels: copies compiled with different instruction-set
-// flags are different functions, never merged by the linker into one that the CPU may lack.
+// they may differ in the last bits: the multiply-adds are fused where the ISA has FMA). Every
+// function takes the architecture it is compiled for as a template argument, like the SIMD
+// kernels: copies compiled with different instruction-set flags are different functions,
+// never merged by the linker into one that the CPU may lack.
 #pragma once
 
 #include <cmath>
