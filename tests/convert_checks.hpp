@@ -105,7 +105,7 @@ void check_max_finite(MaxFinite max_finite) {
   };
   for (bc_type type : {bc_type::bf16, bc_type::f16}) {
     const char* name = type == bc_type::bf16 ? "BF16" : "F16";
-    std::vector<std::uint8_t> one(2 * 67, 0);
+    std::vector<std::uint8_t> one(4 * 67, 0);  // room for 67 F32 values too, so no read can leave it
     for (std::uint32_t c = 0; c < 65536; ++c) {
       const std::size_t at = c % 67;  // the code at every position of a vector and its tail
       one[2 * at] = static_cast<std::uint8_t>(c), one[2 * at + 1] = static_cast<std::uint8_t>(c >> 8);
