@@ -14,7 +14,7 @@
 using namespace blockcast;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = "/tmp/blockcast-fuzz-" + std::to_string(::getpid()) + ".gguf";
+  static const std::string path = fuzz::scratch_file("input.gguf");
   static const std::string again = path + ".again";
   if (!fuzz::write_file(path.c_str(), data, size)) return 0;
   try {

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
+
+#include "scratch_dir.hpp"
 
 namespace blockcast::fuzz {
 
@@ -27,6 +30,12 @@ class fuzz_input {
   const std::uint8_t* data_;
   std::size_t size_;
 };
+
+// A file name in this process's scratch directory, which is removed when the fuzzer exits.
+inline std::string scratch_file(const std::string& name) {
+  static const std::string dir = blockcast::test::scratch_dir("blockcast-fuzz-");
+  return dir + "/" + name;
+}
 
 // Writes the fuzzer's bytes to a file for the readers under test; false if it cannot.
 inline bool write_file(const char* path, const void* data, std::size_t size) {

@@ -38,14 +38,8 @@ void expect_error_or_success(F&& f) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace cli = blockcast::cli;
-  static const std::string in = [] {
-    char tmpl[] = "/tmp/blockcast-fuzz-model-XXXXXX";
-    return std::string(::mkdtemp(tmpl));
-  }();
-  static const std::string out = [] {
-    char tmpl[] = "/tmp/blockcast-fuzz-out-XXXXXX";
-    return std::string(::mkdtemp(tmpl));
-  }();
+  static const std::string in = blockcast::test::scratch_dir("blockcast-fuzz-model-");
+  static const std::string out = blockcast::test::scratch_dir("blockcast-fuzz-out-");
   const char* bytes = reinterpret_cast<const char*>(data);
   const char* nul = static_cast<const char*>(std::memchr(bytes, 0, size));
   const std::size_t index_size = nul ? static_cast<std::size_t>(nul - bytes) : size;

@@ -6,7 +6,6 @@
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <fstream>
@@ -17,16 +16,12 @@
 
 #include "blockcast/io/io_error.hpp"
 #include "blockcast/ptq/matrix.hpp"
+#include "scratch_dir.hpp"
 
 namespace blockcast::test {
 
-/// A new, empty directory under /tmp.
-inline std::string fresh_dir() {
-  char tmpl[] = "/tmp/blockcast-cli-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
+/// A new, empty directory under $TMPDIR, removed when the test process exits.
+inline std::string fresh_dir() { return scratch_dir("blockcast-cli-test-"); }
 
 /// `read()` must throw io_error with a message that names `path` and says `what`.
 template <class F>

@@ -11,16 +11,14 @@
 #include <string>
 #include <unistd.h>
 
+#include "scratch_dir.hpp"
+
 namespace io = blockcast::io;
 
 namespace {
 
 std::string temp_dir() {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/blockcast-test-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
-    return std::string(d ? d : "/tmp");
-  }();
+  static const std::string dir = blockcast::test::scratch_dir("blockcast-test-");
   return dir;
 }
 
