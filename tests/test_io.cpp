@@ -2,6 +2,7 @@
 // safetensors: round trips, atomic writes, and a table of corrupt files rejected with clear
 // errors naming the file and the tensor.
 #include <blockcast/io/safetensors.hpp>
+#include <blockcast/io/staged_file.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -9,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "scratch_dir.hpp"
@@ -97,6 +100,58 @@ TEST_CASE("a failed write leaves nothing behind", "[io]") {
   CHECK_THROWS_WITH(bad.add_f32("w", {2, 2}, one), Catch::Contains("'w'") && Catch::Contains("16 bytes"));
   bad.add_f32("v", {1}, one);
   CHECK_THROWS_WITH(bad.add_f32("v", {1}, one), Catch::Contains("added twice"));
+}
+
+TEST_CASE("a staged file holds exactly the bytes put, written directly or through the page cache", "[io]") {
+  // pieces around the 4096-byte blocks and the 4 MiB buffer
+  const std::vector<std::size_t> pieces{0, 1, 4095, 4096, 4097, (4u << 20) - 3, 4u << 20, 3, (9u << 20) + 5, 100};
+  std::string bytes;
+  std::uint32_t state = 12345;
+  for (std::size_t n : pieces)
+    for (std::size_t i = 0; i < n; ++i) bytes.push_back(static_cast<char>((state = state * 1664525u + 1013904223u) >> 24));
+  for (const std::string mode : {"as the file system allows", "O_DIRECT refused at open", "O_DIRECT refused at the second write"}) {
+    int direct_writes = 0;
+    io::testing::fault_hook = [&](const char* step, const std::string&) {
+      if (mode == "O_DIRECT refused at open" && std::string(step) == "direct") return EINVAL;
+      if (mode == "O_DIRECT refused at the second write" && std::string(step) == "direct write" && ++direct_writes == 2) return EINVAL;
+      return 0;
+    };
+    const std::string path = temp_dir() + "/staged.bin";
+    bool direct = false;
+    {
+      io::detail::staged_file f(path, path);
+      f.open();
+      direct = f.direct();
+      std::size_t at = 0;
+      for (std::size_t n : pieces) f.put(bytes.data() + at, n), at += n;
+      f.commit();
+    }
+    io::testing::fault_hook = nullptr;
+    INFO(mode << (direct ? " (O_DIRECT set at open)" : " (no O_DIRECT at open)"));
+    if (mode == "O_DIRECT refused at open") CHECK_FALSE(direct);
+    std::ifstream in(path, std::ios::binary);
+    const std::string back((std::istreambuf_iterator<char>(in)), {});
+    REQUIRE(back.size() == bytes.size());
+    CHECK(back == bytes);
+  }
+  // a write error other than a refused O_DIRECT fails the file and leaves nothing
+  io::testing::fault_hook = [](const char* step, const std::string&) { return std::string(step) == "direct write" ? EIO : 0; };
+  const std::string dir = blockcast::test::scratch_dir("blockcast-test-"), path = dir + "/failed.bin";
+  {
+    io::detail::staged_file f(path, path);
+    f.open();
+    const bool direct = f.direct();
+    std::string block(5u << 20, 'x');
+    if (direct) CHECK_THROWS_WITH(f.put(block.data(), block.size()), Catch::Contains("write failed"));
+  }
+  io::testing::fault_hook = nullptr;
+  DIR* d = ::opendir(dir.c_str());
+  REQUIRE(d != nullptr);
+  std::vector<std::string> left;
+  while (const dirent* e = ::readdir(d))
+    if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") left.emplace_back(e->d_name);
+  ::closedir(d);
+  CHECK(left.empty());
 }
 
 TEST_CASE("corrupt files are rejected with errors naming what is wrong", "[io][errors]") {

@@ -128,26 +128,28 @@ void rtn_rows(const tensor_source& t, std::size_t cols, std::size_t r0, std::siz
   const std::size_t chunk_rows = std::max<std::size_t>(1, chunk_values / std::max<std::size_t>(cols, 1));
   const std::size_t code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
   sums.start(r1 - r0);
-  // each worker takes whole chunks, so the split never cuts a chunk
+  // threads take whole chunks as they finish one: a chunk's bytes do not depend on who took it
   const std::size_t chunks = (r1 - r0 + chunk_rows - 1) / chunk_rows;
-  blockcast::detail::parallel_for(chunks, opt.threads, 1, [&](std::size_t c0, std::size_t c1) {
-    std::vector<float> w(chunk_rows * cols), q(chunk_rows * cols);
+  struct scratch {
+    std::vector<float> w, q;
     std::vector<std::uint8_t> raw;
-    cast_options one = opt;
-    one.threads = 1;
-    for (std::size_t c = c0; c < c1; ++c) {
-      const std::size_t a = c * chunk_rows, n = std::min(r1 - r0, a + chunk_rows) - a;
-      read_floats(t, cols, r0 + a, r0 + a + n, w.data(), raw);
-      const mutable_packed_view<Format> view(n, cols, span<std::uint8_t>(codes + a * code_row, n * code_row),
-                                             span<std::uint8_t>(scales + a * scale_row, n * scale_row));
-      const float tensor_scale = quantize_into<Format>(w.data(), n, cols, view, one);
-      dequantize(packed_view<Format>(n, cols, view.codes(), view.scales(), tensor_scale), q.data(), one);
-      for (std::size_t i = 0; i < n; ++i) {
-        const error_sums e = squared_error_sums(&w[i * cols], &q[i * cols], cols);
-        sums.row_signal[a + i] = e.signal, sums.row_noise[a + i] = e.noise;
-      }
-    }
-  });
+  };
+  cast_options one = opt;
+  one.threads = 1;
+  blockcast::detail::parallel_claim(
+      chunks, opt.threads, [&] { return scratch{std::vector<float>(chunk_rows * cols), std::vector<float>(chunk_rows * cols), {}}; },
+      [&](scratch& s, std::size_t c) {
+        const std::size_t a = c * chunk_rows, n = std::min(r1 - r0, a + chunk_rows) - a;
+        read_floats(t, cols, r0 + a, r0 + a + n, s.w.data(), s.raw);
+        const mutable_packed_view<Format> view(n, cols, span<std::uint8_t>(codes + a * code_row, n * code_row),
+                                               span<std::uint8_t>(scales + a * scale_row, n * scale_row));
+        const float tensor_scale = quantize_into<Format>(s.w.data(), n, cols, view, one);
+        dequantize(packed_view<Format>(n, cols, view.codes(), view.scales(), tensor_scale), s.q.data(), one);
+        for (std::size_t i = 0; i < n; ++i) {
+          const error_sums e = squared_error_sums(&s.w[i * cols], &s.q[i * cols], cols);
+          sums.row_signal[a + i] = e.signal, sums.row_noise[a + i] = e.noise;
+        }
+      });
   sums.finish();
 }
 
@@ -179,23 +181,20 @@ struct pipeline_buffers {
 };
 
 /// The largest finite |value| of a float tensor of n values (NVFP4's tensor amax): one pass
-/// over the stored bits, split over threads, nothing kept.
+/// over the stored bits, a chunk at a time, threads taking chunks as they finish one; nothing
+/// kept. The max does not depend on which thread saw which chunk.
 inline float tensor_amax(const tensor_source& t, std::size_t n, unsigned threads, const pipeline_sizes& sizes) {
   const std::size_t chunk_values = std::max<std::size_t>(1, sizes.chunk_values), element = io::size_of(t.type);
-  const std::size_t parts = std::min<std::size_t>(threads, std::max<std::size_t>(1, n / chunk_values));
-  std::vector<float> amax(parts, 0.0f);
-  blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
-    std::vector<std::uint8_t> raw(chunk_values * element);
-    for (std::size_t p = p0; p < p1; ++p) {
-      const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
-      for (std::size_t i = b; i < e; i += chunk_values) {
-        const std::size_t m = std::min(e, i + chunk_values) - i;
-        t.read(i * element, m * element, raw.data());
-        amax[p] = std::max(amax[p], max_finite_magnitude(raw.data(), m, stored_float_of(t.type)));
-      }
-    }
-  });
-  return *std::max_element(amax.begin(), amax.end());
+  const std::size_t chunks = (n + chunk_values - 1) / chunk_values;
+  std::vector<float> amax(chunks, 0.0f);
+  blockcast::detail::parallel_claim(
+      chunks, threads, [&] { return std::vector<std::uint8_t>(chunk_values * element); },
+      [&](std::vector<std::uint8_t>& raw, std::size_t c) {
+        const std::size_t b = c * chunk_values, m = std::min(n, b + chunk_values) - b;
+        t.read(b * element, m * element, raw.data());
+        amax[c] = max_finite_magnitude(raw.data(), m, stored_float_of(t.type));
+      });
+  return amax.empty() ? 0.0f : *std::max_element(amax.begin(), amax.end());
 }
 
 /// The decode scale a two-level format gets for a tensor of this amax (1 for MX formats).

@@ -9,8 +9,10 @@
 namespace blockcast::io::testing {
 
 /// Called before each step the I/O layer takes on the file system (step names: "mkdir",
-/// "owner", "write", "fsync", "rename", "journal", "link", "commit", "restore"); a non-zero return is
-/// an errno value the step then fails with. Not thread-safe: set it only in tests.
+/// "owner", "write", "fsync", "rename", "journal", "link", "commit", "restore"; "direct" and
+/// "direct write": setting O_DIRECT on a staged file and each write with it, which fall back
+/// to the page cache when refused); a non-zero return is an errno value the step then fails
+/// with. Not thread-safe: set it only in tests.
 inline std::function<int(const char* step, const std::string& path)> fault_hook;
 
 }  // namespace blockcast::io::testing

@@ -4,16 +4,27 @@
 // writing), registered for removal on a signal (io/signals.hpp); commit() syncs it and renames
 // it into place. Destroyed before commit() (an exception on the way), it removes the temporary
 // file. The safetensors and GGUF writers share it.
+//
+// The bytes are written with O_DIRECT where the file system takes it, from an aligned buffer
+// of our own in whole blocks: they go to the disk without being copied into the page cache.
+// Writing a quantized model through the page cache cost more than quantizing it (a 650 MB
+// output: 0.14 to 4.7 s of buffered writes on one machine, 0.31 to 0.38 s direct), and a
+// conversion then does not evict the rest of the cache. Where O_DIRECT is refused (tmpfs and
+// some network file systems fail the open or the write with EINVAL), the same buffer is
+// written through the page cache instead; the last partial block always is.
 #pragma once
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -31,61 +42,69 @@ class staged_file {
   staged_file& operator=(const staged_file&) = delete;
   ~staged_file() { abandon(); }
 
-  bool is_open() const { return file_ != nullptr; }
+  bool is_open() const { return fd_ >= 0; }
+  /// Whether the bytes are still going to the file with O_DIRECT.
+  bool direct() const { return direct_; }
   const std::string& label() const { return label_; }
 
   /// Creates the temporary file.
   void open() {
     static std::atomic<unsigned> counter{0};
-    int fd = -1;
-    for (int attempt = 0; fd < 0; ++attempt) {
+    for (int attempt = 0; fd_ < 0; ++attempt) {
       tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-      fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && (errno != EEXIST || attempt == 100))
+      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd_ < 0 && (errno != EEXIST || attempt == 100))
         fail(label_, "cannot create a temporary file next to it: " + std::string(std::strerror(errno)));
     }
     slot_ = register_slot(slot_kind::temp_file, tmp_);
-    file_ = ::fdopen(fd, "wb");
-    if (!file_) {
-      ::close(fd);
-      fail_errno("cannot open the temporary file");
-    }
+    // O_DIRECT is set afterwards, not at open: a file system without it fails such an open
+    // only after creating the file
+    const int flags = ::fcntl(fd_, F_GETFL);
+    direct_ = direct_flag() != 0 && flags >= 0 && !injected_fault("direct", path_) && ::fcntl(fd_, F_SETFL, flags | direct_flag()) == 0;
+    buffer_.reset(static_cast<std::uint8_t*>(::operator new(buffer_bytes, std::align_val_t{block_bytes})));
   }
 
-  /// Appends bytes; every 64 MB asks the kernel to start writing them back, so the fsync at
-  /// commit has little left to do and dirty pages do not pile up.
+  /// Appends bytes (they reach the file when the buffer is full, and at commit).
   void put(const void* data, std::size_t size) {
     if (size == 0) return;
     if (const int injected = injected_fault("write", path_)) {
       errno = injected;
       fail_errno("write failed");
     }
-    if (std::fwrite(data, 1, size, file_) != size) fail_errno("write failed");
-    unsynced_ += size;
-    if (unsynced_ >= writeback_bytes) {
-      unsynced_ = 0;
-#if defined(__linux__)
-      if (std::fflush(file_) != 0) fail_errno("write failed");
-      ::sync_file_range(::fileno(file_), 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: an error shows at fsync
-#endif
+    const auto* bytes = static_cast<const std::uint8_t*>(data);
+    while (size > 0) {
+      const std::size_t n = std::min(size, buffer_bytes - buffered_);
+      std::memcpy(buffer_.get() + buffered_, bytes, n);
+      buffered_ += n, bytes += n, size -= n;
+      if (buffered_ == buffer_bytes) write_buffer(buffer_bytes);
     }
   }
 
   /// Syncs the file and renames it into place; throws io_error (leaving nothing) on failure.
   void commit() {
-    bool ok = std::fflush(file_) == 0;
+    write_buffer(buffered_ / block_bytes * block_bytes);  // the whole blocks, then the rest
+    if (buffered_ > 0) {
+      stop_direct();
+      write_buffer(buffered_);
+    }
+    bool ok = true;
     if (const int injected = injected_fault("fsync", path_)) {
       errno = injected;
       ok = false;
     } else {
-      ok = ::fsync(::fileno(file_)) == 0 && ok;
+      ok = ::fsync(fd_) == 0;
     }
-    ok = (std::fclose(std::exchange(file_, nullptr)) == 0) && ok;
-    if (!ok) fail_errno("write failed");
+    const int err = errno;
+    ok = (::close(std::exchange(fd_, -1)) == 0) && ok;
+    if (!ok) {
+      errno = err;
+      fail_errno("write failed");
+    }
     if (const int injected = injected_fault("rename", path_)) errno = injected;
     else if (std::rename(tmp_.c_str(), path_.c_str()) == 0) {
       committed_ = true;
       unregister_slot(std::exchange(slot_, -1));
+      buffer_.reset();
       return;
     }
     fail_errno("cannot rename the temporary file into place");
@@ -99,15 +118,73 @@ class staged_file {
   }
 
  private:
-  void abandon() noexcept {
-    if (file_) std::fclose(std::exchange(file_, nullptr));
-    if (!committed_ && !tmp_.empty()) std::remove(tmp_.c_str());
-    unregister_slot(std::exchange(slot_, -1));
+  /// Writes the first n bytes of the buffer and keeps the rest at its start. Direct writes
+  /// are whole blocks at block offsets; a file system that refuses one is written through the
+  /// page cache from then on, with a writeback hint every 64 MB so that the fsync at commit
+  /// has little left to do.
+  void write_buffer(std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const int injected = direct_ ? injected_fault("direct write", path_) : 0;
+      const ssize_t w = injected ? (errno = injected, -1) : ::write(fd_, buffer_.get() + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EINVAL && direct_) {
+        stop_direct();
+        continue;
+      }
+      if (w < 0) fail_errno("write failed");
+      if (w == 0) {
+        errno = EIO;
+        fail_errno("write failed");
+      }
+      done += static_cast<std::size_t>(w);
+    }
+    std::memmove(buffer_.get(), buffer_.get() + n, buffered_ - n);
+    buffered_ -= n;
+    unsynced_ += n;
+    if (!direct_ && unsynced_ >= writeback_bytes) {
+      unsynced_ = 0;
+#if defined(__linux__)
+      ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: an error shows at fsync
+#endif
+    }
   }
 
+  void stop_direct() {
+    if (!direct_) return;
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~direct_flag()) != 0) fail_errno("cannot write without O_DIRECT");
+    direct_ = false;
+  }
+
+  static constexpr int direct_flag() {
+#if defined(O_DIRECT)
+    return O_DIRECT;
+#else
+    return 0;
+#endif
+  }
+
+  void abandon() noexcept {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+    if (!committed_ && !tmp_.empty()) std::remove(tmp_.c_str());
+    unregister_slot(std::exchange(slot_, -1));
+    buffer_.reset();
+  }
+
+  struct aligned_delete {
+    void operator()(std::uint8_t* p) const { ::operator delete(p, std::align_val_t{block_bytes}); }
+  };
+  /// Direct writes are multiples of this, from memory aligned to it: 4096 covers the logical
+  /// block size of the disks and file systems in use (and a refusal falls back, see above).
+  static constexpr std::size_t block_bytes = 4096;
+  static constexpr std::size_t buffer_bytes = std::size_t{4} << 20;
   static constexpr std::uint64_t writeback_bytes = std::uint64_t{64} << 20;
   std::string path_, label_, tmp_;
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
+  bool direct_ = false;
+  std::unique_ptr<std::uint8_t, aligned_delete> buffer_;
+  std::size_t buffered_ = 0;  // bytes in buffer_ not yet written
   int slot_ = -1;
   bool committed_ = false;
   std::uint64_t unsynced_ = 0;
