@@ -2,8 +2,9 @@
 // The per-architecture half of the MX dot products (kernels/mx_dot.hpp): exact integer sums
 // of 16 weight blocks against MXINT8 activations, scaled and added into 16 FP32 partial sums.
 // AVX-512BW has kernels (VNNI's vpdpbusd/vpdpwssd where the CPU has them, the 16-bit
-// multiply-adds otherwise); every other architecture, and every format without a kernel
-// here, takes the driver's block-by-block path, which gives the same bits.
+// multiply-adds otherwise), AVX2 has kernels for E2M1 and INT8; every other architecture,
+// and every format without a kernel here, takes the driver's block-by-block path, which
+// gives the same bits.
 //
 // How the element codes meet the int8 activations:
 //   * E2M1 (MXFP4, NVFP4): the 4-bit code is looked up (vpermb, vpshufb) as integer + 16, an
@@ -79,12 +80,18 @@ constexpr bool has_avx512_group_dot() {
   return false;
 #endif
 }
-/// Whether Arch runs group_dot's AVX2 kernel for Format (E2M1: MXFP4, NVFP4).
+/// The integer-sum kernel for a format on AVX2 (void: none): E2M1 in blocks of 16 or 32
+/// (MXFP4, NVFP4) and INT8 in blocks of 32 (MXINT8).
+template <class Format, class Arch, class Enable = void>
+struct avx2_block_sums {
+  using type = void;
+};
+
+/// Whether Arch runs group_dot's AVX2 kernels for Format.
 template <class Format, class Arch>
 constexpr bool has_avx2_group_dot() {
 #if XSIMD_WITH_AVX2
-  return std::is_base_of_v<xsimd::avx2, Arch> && std::is_same_v<typename Format::element_type, fp4_e2m1> &&
-         (Format::block_size == 32 || Format::block_size == 16);
+  return std::is_base_of_v<xsimd::avx2, Arch> && !std::is_void_v<typename avx2_block_sums<Format, Arch>::type>;
 #else
   return false;
 #endif
@@ -624,69 +631,29 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
 #endif
 
 #if XSIMD_WITH_AVX2
-/// E2M1 on AVX2: the AVX-512 kernel's nibble split on 32-byte halves, the products by
+namespace avx2 {
+
+/// x unchanged, opaque to the optimiser (keeps a product out of a fused multiply-add).
+BLOCKCAST_INLINE __m256 rounded(__m256 x) {
+#if defined(__GNUC__)
+  asm("" : "+x"(x));
+#endif
+  return x;
+}
+
+/// E2M1 codes: the AVX-512 kernel's nibble split on 32-byte halves, the products by
 /// vpmaddubsw (integer + 12 <= 24 times |x| <= 128: each pair, and the sum of the even and
-/// odd pairs, stays within 16 bits) and vpmaddwd; 16 partial sums as two 8-lane vectors.
-template <class Format, class Arch>
-class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>()>> {
-  static constexpr std::size_t B = Format::block_size;
+/// odd pairs, stays within 16 bits) and vpmaddwd.
+template <class Ints, std::size_t B>
+struct e2m1_sums {
   static constexpr int offset = 12;
-
- public:
-  /// p[0..8) and p[8..16).
-  struct partials {
-    __m256 lo, hi;
-  };
-
-  explicit group_dot(int shift) : shift_(_mm256_set1_ps(blockcast::detail::exp2i(-shift))) {
+  e2m1_sums() {
     alignas(16) std::uint8_t t[16];
-    for (int c = 0; c < 16; ++c)
-      t[c] = static_cast<std::uint8_t>(element_integers<typename Format::element_type>::integer(static_cast<std::uint8_t>(c)) + offset);
+    for (int c = 0; c < 16; ++c) t[c] = static_cast<std::uint8_t>(Ints::integer(static_cast<std::uint8_t>(c)) + offset);
     table_ = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
   }
-
-  template <class Activations, class Special>
-  BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
-                                       std::size_t groups, const Activations& x, Special&&) const {
-    partials acc{_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (std::size_t g = 0; g < groups; ++g) {
-      const group_activations xg = x.group(16 * g);
-      const std::uint8_t* c = codes + g * group_bytes;
-      __m256i sums[2];
-      block_sums(c, xg, sums);
-      for (int h = 0; h < 2; ++h) {
-        const __m256 s = _mm256_cvtepi32_ps(_mm256_sub_epi32(
-            sums[h], _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg.sums + 8 * h)),
-                                        _mm256_set1_epi32(offset))));
-        const __m256 partial = rounded(_mm256_mul_ps(s, weight_scales(scales + 16 * g + 8 * h)));
-        const __m256 term = rounded(_mm256_mul_ps(partial, _mm256_loadu_ps(xg.scales + 8 * h)));
-        (h == 0 ? acc.lo : acc.hi) = _mm256_add_ps(h == 0 ? acc.lo : acc.hi, term);
-      }
-    }
-    return acc;
-  }
-  static void store(partials p, float* out) {
-    _mm256_storeu_ps(out, p.lo);
-    _mm256_storeu_ps(out + 8, p.hi);
-  }
-  /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
-  static BLOCKCAST_INLINE float tree_sum(partials p) {
-    const __m256 h = _mm256_add_ps(p.lo, p.hi);
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-  }
-
- private:
-  static BLOCKCAST_INLINE __m256 rounded(__m256 x) {
-#if defined(__GNUC__)
-    asm("" : "+x"(x));
-#endif
-    return x;
-  }
-
-  /// The 16 block sums (before the offset correction) as two vectors of 8.
-  BLOCKCAST_INLINE void block_sums(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
+  /// The 16 block sums S_b as two vectors of 8 (E2M1 has no Inf or NaN: always true).
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
     constexpr int halves = static_cast<int>(16 * B / 64);  // 32 bytes = 64 codes each
     const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     __m256i r[halves];
@@ -714,8 +681,103 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>(
       const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
       for (int h = 0; h < 2; ++h) out[h] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(r[2 * h], r[2 * h + 1]), order);
     }
+    for (int h = 0; h < 2; ++h)  // minus offset * sum(x) per block
+      out[h] = _mm256_sub_epi32(out[h], _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sums + 8 * h)),
+                                                           _mm256_set1_epi32(offset)));
+    return true;
   }
 
+ private:
+  __m256i table_;
+};
+
+/// INT8 codes in blocks of 32: widened to 16 bits and multiplied with the activations widened
+/// (vpmaddwd: every product and pair of products is exact in int32).
+struct int8_sums {
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
+    __m256i r[16];
+    for (int b = 0; b < 16; ++b) {  // r[b]: block b's 32 products, in 8 lanes
+      __m256i acc = _mm256_setzero_si256();
+      for (int h = 0; h < 2; ++h) {
+        const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 32 * b + 16 * h)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.wide + 32 * b + 16 * h))));
+      }
+      r[b] = acc;
+    }
+    // two rounds of hadd leave, in each 128-bit half, blocks 0-3 (a) and 4-7 (b) summed over
+    // that half's lanes; adding the halves finishes them
+    for (int h = 0; h < 2; ++h) {
+      __m256i q[4];
+      for (int i = 0; i < 4; ++i) q[i] = _mm256_hadd_epi32(r[8 * h + 2 * i], r[8 * h + 2 * i + 1]);
+      const __m256i a = _mm256_hadd_epi32(q[0], q[1]), b = _mm256_hadd_epi32(q[2], q[3]);
+      out[h] = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+    }
+    return true;
+  }
+};
+
+}  // namespace avx2
+
+template <class Format, class Arch>
+struct avx2_block_sums<Format, Arch,
+                       std::enable_if_t<std::is_same_v<typename Format::element_type, fp4_e2m1> &&
+                                        (Format::block_size == 32 || Format::block_size == 16)>> {
+  using type = avx2::e2m1_sums<element_integers<fp4_e2m1>, Format::block_size>;
+};
+template <class Format, class Arch>
+struct avx2_block_sums<Format, Arch, std::enable_if_t<std::is_same_v<typename Format::element_type, int8> && Format::block_size == 32>> {
+  using type = avx2::int8_sums;
+};
+
+/// On AVX2: the 16 partial sums as two 8-lane vectors, each group's block sums from the
+/// format's kernel (avx2_block_sums), scaled as on AVX-512.
+template <class Format, class Arch>
+class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>()>> {
+  using sums_kernel = typename avx2_block_sums<Format, Arch>::type;
+
+ public:
+  /// p[0..8) and p[8..16).
+  struct partials {
+    __m256 lo, hi;
+  };
+
+  explicit group_dot(int shift) : shift_(_mm256_set1_ps(blockcast::detail::exp2i(-shift))) {}
+
+  template <class Activations, class Special>
+  BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
+                                       std::size_t groups, const Activations& x, Special&& special) const {
+    partials acc{_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (std::size_t g = 0; g < groups; ++g) {
+      const group_activations xg = x.group(16 * g);
+      __m256i sums[2];
+      if (!kernel_(codes + g * group_bytes, xg, sums)) {
+        alignas(32) float terms[16];
+        special(g, terms);
+        acc.lo = _mm256_add_ps(acc.lo, _mm256_load_ps(terms));
+        acc.hi = _mm256_add_ps(acc.hi, _mm256_load_ps(terms + 8));
+        continue;
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m256 partial = avx2::rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(sums[h]), weight_scales(scales + 16 * g + 8 * h)));
+        const __m256 term = avx2::rounded(_mm256_mul_ps(partial, _mm256_loadu_ps(xg.scales + 8 * h)));
+        (h == 0 ? acc.lo : acc.hi) = _mm256_add_ps(h == 0 ? acc.lo : acc.hi, term);
+      }
+    }
+    return acc;
+  }
+  static void store(partials p, float* out) {
+    _mm256_storeu_ps(out, p.lo);
+    _mm256_storeu_ps(out + 8, p.hi);
+  }
+  /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
+  static BLOCKCAST_INLINE float tree_sum(partials p) {
+    const __m256 h = _mm256_add_ps(p.lo, p.hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
+
+ private:
   /// d_w of 8 blocks: the decoded scale times 2^-shift, exact; NaN codes to NaN.
   BLOCKCAST_INLINE __m256 weight_scales(const std::uint8_t* scales) const {
     const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales)));
@@ -737,7 +799,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>(
     return _mm256_mul_ps(v, shift_);
   }
 
-  __m256i table_;
+  sums_kernel kernel_;
   __m256 shift_;
 };
 #endif
