@@ -8,7 +8,7 @@
 // The bytes are written with O_DIRECT where the file system takes it, from an aligned buffer
 // of our own in whole blocks: they go to the disk without being copied into the page cache.
 // Writing a quantized model through the page cache cost more than quantizing it (a 650 MB
-// output: 0.14 to 4.7 s of buffered writes on one machine, 0.31 to 0.38 s direct), and a
+// output: 0.14 to 4.7 s of buffered writes on one machine, 0.24 to 0.38 s direct), and a
 // conversion then does not evict the rest of the cache. Where O_DIRECT is refused (tmpfs and
 // some network file systems fail the open or the write with EINVAL), the same buffer is
 // written through the page cache instead; the last partial block always is.
