@@ -76,7 +76,7 @@ class input_stats {
     blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
       for (std::size_t p = p0; p < p1; ++p) {
         const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
-        partial[p].add(x.middleRows(b, e - b));
+        partial[p].accumulate(x.middleRows(b, e - b));  // x was checked above
       }
     });
     for (std::size_t p = 1; p < parts; ++p) partial[0].merge(partial[p]);
@@ -90,19 +90,7 @@ class input_stats {
       blockcast::detail::fail<shape_error>("input_stats::add: batch of shape " + detail::shape(batch) +
                                            " for statistics of K = " + std::to_string(k_) + " channels");
     detail::require_finite_inputs(batch, "input_stats::add");
-    count_ += static_cast<std::size_t>(batch.rows());
-    const Eigen::MatrixXf xf = batch;  // column-major copy for the products
-    sum_ += xf.colwise().sum().transpose().cast<double>();
-    sum_sq_ += xf.array().square().colwise().sum().matrix().transpose().cast<double>();
-    if (exact_) {
-      z_ += (xf.transpose() * xf).cast<double>();
-    } else {
-      const Eigen::MatrixXf y = xf * omega_;  // N x s
-      z_ += (xf.transpose() * y).cast<double>();
-    }
-    if (!z_.allFinite() || !sum_sq_.allFinite())
-      blockcast::detail::fail<invalid_argument>("input_stats::add: the second moments of the calibration inputs overflow "
-                                                "(largest |x| = " + std::to_string(xf.cwiseAbs().maxCoeff()) + "); scale them down");
+    accumulate(batch);
   }
 
   /// Adds statistics gathered elsewhere (another thread, another batch of files).
@@ -212,6 +200,27 @@ class input_stats {
   }
 
  private:
+  /// add() without its checks. The batch is read as it is stored, row by row: the sums in
+  /// FP64 a row at a time, the products by Eigen on the row-major matrix (a column-major
+  /// copy, and column sums over row-major storage, took 30-45% of the time as strided scalar
+  /// loops).
+  void accumulate(const matrix_ref& batch) {
+    count_ += static_cast<std::size_t>(batch.rows());
+    for (Eigen::Index i = 0; i < batch.rows(); ++i) {
+      sum_ += batch.row(i).transpose().cast<double>();
+      sum_sq_ += batch.row(i).transpose().cast<double>().cwiseAbs2();
+    }
+    if (exact_) {
+      z_ += (batch.transpose() * batch).cast<double>();
+    } else {
+      const Eigen::MatrixXf y = batch * omega_;  // N x s
+      z_ += (batch.transpose() * y).cast<double>();
+    }
+    if (!z_.allFinite() || !sum_sq_.allFinite())
+      blockcast::detail::fail<invalid_argument>("input_stats::add: the second moments of the calibration inputs overflow "
+                                                "(largest |x| = " + std::to_string(batch.cwiseAbs().maxCoeff()) + "); scale them down");
+  }
+
   /// Portable, seeded Gaussian K x s (hash-based uniforms + Box-Muller), so statistics are
   /// reproducible on every platform.
   static Eigen::MatrixXf test_matrix(std::size_t k, std::size_t s, std::uint64_t seed) {
