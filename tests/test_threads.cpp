@@ -7,9 +7,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -111,4 +114,34 @@ TEST_CASE("PTQ split over threads equals one thread", "[threads]") {
   bc::cast_options c3;
   c3.threads = 3;
   CHECK(ptq::rtn<bc::mxint8>(w).dequantized == ptq::rtn<bc::mxint8>(w, c3).dequantized);
+}
+
+TEST_CASE("parallel_claim runs every index once, on its own state per thread, and passes exceptions on", "[threads]") {
+  for (std::size_t n : {0u, 1u, 2u, 7u, 1000u}) {
+    for (unsigned threads : {0u, 1u, 2u, 3u, 8u}) {
+      INFO(n << " indices on " << threads << " threads");
+      std::vector<std::atomic<int>> seen(n);
+      std::atomic<int> states{0};
+      blockcast::detail::parallel_claim(
+          n, threads, [&] { return ++states; },
+          [&](int&, std::size_t i) { seen[i].fetch_add(1); });
+      for (std::size_t i = 0; i < n; ++i) {
+        INFO("index " << i);
+        CHECK(seen[i].load() == 1);
+      }
+      CHECK(states.load() <= static_cast<int>(std::max(1u, threads)));
+    }
+  }
+  for (unsigned threads : {1u, 2u}) {
+    INFO(threads << " threads");
+    std::atomic<int> after{0};
+    CHECK_THROWS_WITH(blockcast::detail::parallel_claim(
+                          100, threads, [] { return 0; },
+                          [&](int&, std::size_t i) {
+                            if (i == 3) throw std::runtime_error("index 3 failed");
+                            ++after;
+                          }),
+                      "index 3 failed");
+    if (threads == 1) CHECK(after.load() == 3);  // nothing is taken after the failure
+  }
 }
