@@ -5,7 +5,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <dirent.h>
 
 #include <algorithm>
 #include <fstream>
@@ -42,18 +41,6 @@ void require_refused(F&& read, const std::string& path, const std::string& what)
 inline std::string file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-/// Every entry of a directory (hidden ones too), sorted.
-inline std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (const dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 /// rows x cols weights drawn from N(0, 0.05^2).

@@ -4,11 +4,13 @@
 // Set BLOCKCAST_KEEP_TEST_FILES=1 to keep them for a look after a failure.
 #pragma once
 
+#include <dirent.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
@@ -62,6 +64,18 @@ inline std::string scratch_dir(const std::string& prefix) {
   if (!::mkdtemp(path.data())) throw std::runtime_error("cannot make a scratch directory " + path);
   detail::scratch_dirs().add(path);
   return path;
+}
+
+/// Every entry of a directory (hidden ones too), sorted.
+inline std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace blockcast::test

@@ -11,7 +11,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "scratch_dir.hpp"
@@ -145,13 +144,7 @@ TEST_CASE("a staged file holds exactly the bytes put, written directly or throug
     if (direct) CHECK_THROWS_WITH(f.put(block.data(), block.size()), Catch::Contains("write failed"));
   }
   io::testing::fault_hook = nullptr;
-  DIR* d = ::opendir(dir.c_str());
-  REQUIRE(d != nullptr);
-  std::vector<std::string> left;
-  while (const dirent* e = ::readdir(d))
-    if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") left.emplace_back(e->d_name);
-  ::closedir(d);
-  CHECK(left.empty());
+  CHECK(blockcast::test::files_in(dir).empty());
 }
 
 TEST_CASE("corrupt files are rejected with errors naming what is wrong", "[io][errors]") {
