@@ -181,13 +181,13 @@ TEST_CASE("cli quantize: the same bytes for every slice size, chunk size and thr
         });
       }
       for (unsigned threads : {1u, 2u, 3u})
-        for (const auto& [slice, chunk] : {std::pair<std::size_t, std::size_t>{1, 1}, {100, 16}, {1000, 333}, {1u << 22, 1u << 14}}) {
+        for (const cli::detail::pipeline_sizes sizes : {cli::detail::pipeline_sizes{1, 1, 1}, {100, 16, 7}, {1000, 333, 4096}, {}}) {
           req.threads = threads;
-          req.sizes.slice_values = slice;
-          req.sizes.chunk_values = chunk;
+          req.sizes = sizes;
           req.output = dir + "/out.safetensors";
           cli::quantize_model(req);
-          INFO(req.format << " " << method << ", " << threads << " threads, slices of " << slice << " values, chunks of " << chunk);
+          INFO(req.format << " " << method << ", " << threads << " threads, slices of " << sizes.slice_values << " values, chunks of "
+                          << sizes.chunk_values << ", amax reads of " << sizes.amax_values);
           CHECK(file_bytes(req.output) == reference);
         }
     }

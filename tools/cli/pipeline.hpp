@@ -37,6 +37,9 @@ struct pipeline_sizes {
   /// Values per chunk: a chunk's floats and their dequantized copy stay in a core's L2 cache
   /// between reading, quantizing and measuring.
   std::size_t chunk_values = std::size_t{1} << 14;
+  /// Values per read of NVFP4's amax pass, which keeps nothing: large reads, fewer system
+  /// calls (2^17 BF16 values: the pass took 0.19 s instead of 0.23-0.31 s on 2.4 GB).
+  std::size_t amax_values = std::size_t{1} << 17;
 };
 
 /// A float tensor to read, wherever it is stored (a safetensors or GGUF file): its name,
@@ -184,7 +187,7 @@ struct pipeline_buffers {
 /// over the stored bits, a chunk at a time, threads taking chunks as they finish one; nothing
 /// kept. The max does not depend on which thread saw which chunk.
 inline float tensor_amax(const tensor_source& t, std::size_t n, unsigned threads, const pipeline_sizes& sizes) {
-  const std::size_t chunk_values = std::max<std::size_t>(1, sizes.chunk_values), element = io::size_of(t.type);
+  const std::size_t chunk_values = std::max<std::size_t>(1, sizes.amax_values), element = io::size_of(t.type);
   const std::size_t chunks = (n + chunk_values - 1) / chunk_values;
   std::vector<float> amax(chunks, 0.0f);
   blockcast::detail::parallel_claim(

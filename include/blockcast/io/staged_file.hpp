@@ -5,13 +5,18 @@
 // it into place. Destroyed before commit() (an exception on the way), it removes the temporary
 // file. The safetensors and GGUF writers share it.
 //
-// The bytes are written with O_DIRECT where the file system takes it, from an aligned buffer
+// The bytes are written with O_DIRECT where the file system takes it, from aligned buffers
 // of our own in whole blocks: they go to the disk without being copied into the page cache.
 // Writing a quantized model through the page cache cost more than quantizing it (a 650 MB
 // output: 0.14 to 4.7 s of buffered writes on one machine, 0.24 to 0.38 s direct), and a
 // conversion then does not evict the rest of the cache. Where O_DIRECT is refused (tmpfs and
-// some network file systems fail the open or the write with EINVAL), the same buffer is
+// some network file systems fail the open or the write with EINVAL), the same buffers are
 // written through the page cache instead; the last partial block always is.
+//
+// A full buffer is written on a thread of its own while put() fills the other one: a direct
+// write returns only when the disk has the bytes, and a caller waiting for each one spent a
+// fifth of a conversion's time idle. A write's failure therefore shows at a later put() or
+// at commit(), never later, and still leaves nothing behind.
 #pragma once
 
 #include <fcntl.h>
@@ -23,6 +28,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <new>
 #include <string>
@@ -44,7 +50,7 @@ class staged_file {
 
   bool is_open() const { return fd_ >= 0; }
   /// Whether the bytes are still going to the file with O_DIRECT.
-  bool direct() const { return direct_; }
+  bool direct() const { return direct_.load(); }
   const std::string& label() const { return label_; }
 
   /// Creates the temporary file.
@@ -61,10 +67,11 @@ class staged_file {
     // only after creating the file
     const int flags = ::fcntl(fd_, F_GETFL);
     direct_ = direct_flag() != 0 && flags >= 0 && !injected_fault("direct", path_) && ::fcntl(fd_, F_SETFL, flags | direct_flag()) == 0;
-    buffer_.reset(static_cast<std::uint8_t*>(::operator new(buffer_bytes, std::align_val_t{block_bytes})));
+    for (auto& b : buffers_) b.reset(static_cast<std::uint8_t*>(::operator new(buffer_bytes, std::align_val_t{block_bytes})));
   }
 
-  /// Appends bytes (they reach the file when the buffer is full, and at commit).
+  /// Appends bytes (a full buffer is written while the next one fills, the rest at commit).
+  /// Throws io_error if a write started before failed.
   void put(const void* data, std::size_t size) {
     if (size == 0) return;
     if (const int injected = injected_fault("write", path_)) {
@@ -74,19 +81,23 @@ class staged_file {
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     while (size > 0) {
       const std::size_t n = std::min(size, buffer_bytes - buffered_);
-      std::memcpy(buffer_.get() + buffered_, bytes, n);
+      std::memcpy(buffers_[filling_].get() + buffered_, bytes, n);
       buffered_ += n, bytes += n, size -= n;
-      if (buffered_ == buffer_bytes) write_buffer(buffer_bytes);
+      if (buffered_ == buffer_bytes) write_in_background();
     }
   }
 
   /// Syncs the file and renames it into place; throws io_error (leaving nothing) on failure.
   void commit() {
-    write_buffer(buffered_ / block_bytes * block_bytes);  // the whole blocks, then the rest
-    if (buffered_ > 0) {
-      stop_direct();
-      write_buffer(buffered_);
+    finish_write();
+    const std::uint8_t* rest = buffers_[filling_].get();
+    const std::size_t whole = buffered_ / block_bytes * block_bytes;  // the whole blocks, then the rest
+    if (whole > 0) check(write_all(rest, whole, direct_ ? injected_fault("direct write", path_) : 0));
+    if (whole < buffered_) {
+      if (!stop_direct()) fail_errno("cannot write without O_DIRECT");
+      check(write_all(rest + whole, buffered_ - whole, 0));
     }
+    buffered_ = 0;
     bool ok = true;
     if (const int injected = injected_fault("fsync", path_)) {
       errno = injected;
@@ -104,7 +115,7 @@ class staged_file {
     else if (std::rename(tmp_.c_str(), path_.c_str()) == 0) {
       committed_ = true;
       unregister_slot(std::exchange(slot_, -1));
-      buffer_.reset();
+      for (auto& b : buffers_) b.reset();
       return;
     }
     fail_errno("cannot rename the temporary file into place");
@@ -118,29 +129,52 @@ class staged_file {
   }
 
  private:
-  /// Writes the first n bytes of the buffer and keeps the rest at its start. Direct writes
-  /// are whole blocks at block offsets; a file system that refuses one is written through the
-  /// page cache from then on, with a writeback hint every 64 MB so that the fsync at commit
-  /// has little left to do.
-  void write_buffer(std::size_t n) {
+  /// How a write ended: 0, or the errno and what failed.
+  struct write_result {
+    int error = 0;
+    const char* what = nullptr;
+  };
+
+  /// Starts writing the full buffer on a thread of its own and goes on filling the other one,
+  /// once that one's write (started before) is done. The fault hook is asked here, on the
+  /// caller's thread.
+  void write_in_background() {
+    finish_write();
+    const int injected = direct_ ? injected_fault("direct write", path_) : 0;
+    const std::uint8_t* full = buffers_[filling_].get();
+    writing_ = std::async(std::launch::async, [this, full, injected] { return write_all(full, buffer_bytes, injected); });
+    filling_ ^= 1;
+    buffered_ = 0;
+  }
+
+  /// Waits for the write in flight, if any; throws io_error (leaving nothing) if it failed.
+  void finish_write() {
+    if (writing_.valid()) check(writing_.get());
+  }
+
+  void check(write_result r) {
+    if (r.error == 0) return;
+    errno = r.error;
+    fail_errno(r.what);
+  }
+
+  /// Writes n bytes at the end of the file; `injected`, an errno the first attempt fails with.
+  /// Direct writes are whole blocks from aligned memory; a file system that refuses one is
+  /// written through the page cache from then on, with a writeback hint every 64 MB so that
+  /// the fsync at commit has little left to do. Runs on the writing thread: no exceptions.
+  write_result write_all(const std::uint8_t* data, std::size_t n, int injected) noexcept {
     std::size_t done = 0;
     while (done < n) {
-      const int injected = direct_ ? injected_fault("direct write", path_) : 0;
-      const ssize_t w = injected ? (errno = injected, -1) : ::write(fd_, buffer_.get() + done, n - done);
+      const ssize_t w = injected ? (errno = std::exchange(injected, 0), -1) : ::write(fd_, data + done, n - done);
       if (w < 0 && errno == EINTR) continue;
       if (w < 0 && errno == EINVAL && direct_) {
-        stop_direct();
+        if (!stop_direct()) return {errno, "cannot write without O_DIRECT"};
         continue;
       }
-      if (w < 0) fail_errno("write failed");
-      if (w == 0) {
-        errno = EIO;
-        fail_errno("write failed");
-      }
+      if (w < 0) return {errno, "write failed"};
+      if (w == 0) return {EIO, "write failed"};
       done += static_cast<std::size_t>(w);
     }
-    std::memmove(buffer_.get(), buffer_.get() + n, buffered_ - n);
-    buffered_ -= n;
     unsynced_ += n;
     if (!direct_ && unsynced_ >= writeback_bytes) {
       unsynced_ = 0;
@@ -148,13 +182,16 @@ class staged_file {
       ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: an error shows at fsync
 #endif
     }
+    return {};
   }
 
-  void stop_direct() {
-    if (!direct_) return;
+  /// Clears O_DIRECT; false (errno set) if that failed.
+  bool stop_direct() noexcept {
+    if (!direct_) return true;
     const int flags = ::fcntl(fd_, F_GETFL);
-    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~direct_flag()) != 0) fail_errno("cannot write without O_DIRECT");
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~direct_flag()) != 0) return false;
     direct_ = false;
+    return true;
   }
 
   static constexpr int direct_flag() {
@@ -166,10 +203,11 @@ class staged_file {
   }
 
   void abandon() noexcept {
+    if (writing_.valid()) writing_.wait();  // the file is closed only after its last write
     if (fd_ >= 0) ::close(std::exchange(fd_, -1));
     if (!committed_ && !tmp_.empty()) std::remove(tmp_.c_str());
     unregister_slot(std::exchange(slot_, -1));
-    buffer_.reset();
+    for (auto& b : buffers_) b.reset();
   }
 
   struct aligned_delete {
@@ -182,12 +220,14 @@ class staged_file {
   static constexpr std::uint64_t writeback_bytes = std::uint64_t{64} << 20;
   std::string path_, label_, tmp_;
   int fd_ = -1;
-  bool direct_ = false;
-  std::unique_ptr<std::uint8_t, aligned_delete> buffer_;
-  std::size_t buffered_ = 0;  // bytes in buffer_ not yet written
+  std::atomic<bool> direct_{false};
+  std::unique_ptr<std::uint8_t, aligned_delete> buffers_[2];
+  int filling_ = 0;           // the buffer put() fills; the other may be being written
+  std::size_t buffered_ = 0;  // bytes in buffers_[filling_]
+  std::future<write_result> writing_;
   int slot_ = -1;
   bool committed_ = false;
-  std::uint64_t unsynced_ = 0;
+  std::uint64_t unsynced_ = 0;  // written through the page cache since the last writeback hint (writing thread)
 };
 
 }  // namespace blockcast::io::detail
