@@ -379,12 +379,24 @@ struct kernels {
     }
   }
 
-  /// Whether MX blocks of E2M1 go through arch::e2m1_rne_packer (it needs |q| < 8, which the
-  /// shared exponent guarantees, and the sign of x, which MX formats keep for zeros).
+  /// Whether blocks of E2M1 go through arch::e2m1_rne_packer, 32 values a store: whole MX
+  /// blocks, or NVFP4's blocks of 16 in pairs (each with its factor).
   template <rounding Mode>
   static constexpr bool e2m1_fast = arch::has_e2m1_packer<Arch>() && Mode == rounding::nearest_even &&
-                                    std::is_same_v<element, fp4_e2m1> && !Format::has_tensor_scale && lanes == 16 &&
-                                    B % 32 == 0;
+                                    std::is_same_v<element, fp4_e2m1> && lanes == 16 && (B % 32 == 0 || B == 16);
+
+  /// What e2m1_rne_packer rounds (it needs |q| < 8 and takes the sign of q, zeros included):
+  /// MX, x * 2^-se, below 8 by the shared exponent, the sign of x kept for zeros; two-level
+  /// formats, x * factor clamped to the element's range with -0 made +0, as vector_codes.
+  BLOCKCAST_INLINE static f32 packer_input(const float* in, const f32& factor) {
+    const f32 x = f32::load_unaligned(in);
+    if constexpr (Format::has_tensor_scale) {
+      const f32 limit(element::max_normal());
+      return xsimd::min(xsimd::max(x * factor, -limit), limit) + f32(0.0f);
+    } else {
+      return factor * x;
+    }
+  }
 
   /// Quantizes `nblocks` whole blocks starting at tensor index first_index: codes packed into
   /// `codes` (block_bytes each), one scale byte per block.
@@ -409,10 +421,17 @@ struct kernels {
           if constexpr (Mode == rounding::stochastic)
             key = detail::stochastic_key(ctx.seed, static_cast<std::uint32_t>(first >> 32));
           if constexpr (e2m1_fast<Mode>) {
-            for (std::size_t v = 0; v < vectors_per_block; v += 2)
-              e2m1.store(factor * f32::load_unaligned(xb + v * lanes), factor * f32::load_unaligned(xb + (v + 1) * lanes),
-                         codes + (g + b) * block_bytes + v * lanes / 2);
-            continue;
+            if constexpr (B % 32 == 0) {
+              for (std::size_t v = 0; v < vectors_per_block; v += 2)
+                e2m1.store(packer_input(xb + v * lanes, factor), packer_input(xb + (v + 1) * lanes, factor),
+                           codes + (g + b) * block_bytes + v * lanes / 2);
+              continue;
+            } else if (b + 1 < count) {  // blocks of 16: this one and the next (a lone last one: below)
+              prefetch_block(xb + B);
+              e2m1.store(packer_input(xb, factor), packer_input(xb + B, f32(p.factor[b + 1])), codes + (g + b) * block_bytes);
+              ++b;
+              continue;
+            }
           }
           i32 c[vectors_per_block];
           for (std::size_t v = 0; v < vectors_per_block; ++v)
