@@ -5,8 +5,6 @@
 
 #include <catch2/catch.hpp>
 
-
-#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <random>
