@@ -2,9 +2,8 @@
 // The per-architecture half of the MX dot products (kernels/mx_dot.hpp): exact integer sums
 // of 16 weight blocks against MXINT8 activations, scaled and added into 16 FP32 partial sums.
 // AVX-512BW has kernels (VNNI's vpdpbusd/vpdpwssd where the CPU has them, the 16-bit
-// multiply-adds otherwise), AVX2 has kernels for E2M1 and INT8; every other architecture,
-// and every format without a kernel here, takes the driver's block-by-block path, which
-// gives the same bits.
+// multiply-adds otherwise), and so has AVX2; every other architecture, and every format
+// without a kernel here, takes the driver's block-by-block path, which gives the same bits.
 //
 // How the element codes meet the int8 activations:
 //   * E2M1 (MXFP4, NVFP4): the 4-bit code is looked up (vpermb, vpshufb) as integer + 16, an
@@ -17,6 +16,10 @@
 //   * With VBMI and VNNI, 6- and 8-bit codes are looked up as bytes (vpermb, vpermt2b):
 //     E2M3 as integer + 60 like E2M1; E3M2, E4M3 and E5M2 as base-256 digits of |integer|
 //     against the activations carrying the weight's sign.
+//   * On AVX2, E2M3 and E3M2 codes are looked up (vpshufb) as base-128 digits of |integer|,
+//     against the activations carrying the weight's sign (vpmaddubsw keeps a pair in 16 bits);
+//     E4M3 and E5M2 codes as 16-bit products M * x multiplied-and-added (vpmaddwd) by the
+//     powers 2^s (E5M2: in two ranges of s, recombined in double).
 #pragma once
 
 #include <array>
@@ -81,17 +84,19 @@ constexpr bool has_avx512_group_dot() {
 #endif
 }
 /// The integer-sum kernel for a format on AVX2 (void: none): E2M1 in blocks of 16 or 32
-/// (MXFP4, NVFP4) and INT8 in blocks of 32 (MXINT8).
+/// (MXFP4, NVFP4), and every other preset element in blocks of 32.
 template <class Format, class Arch, class Enable = void>
 struct avx2_block_sums {
   using type = void;
 };
 
-/// Whether Arch runs group_dot's AVX2 kernels for Format.
+/// Whether Arch runs group_dot's AVX2 kernels for Format: on AVX2, and on AVX-512 where the
+/// format has no AVX-512 kernel (E5M2 without VBMI).
 template <class Format, class Arch>
 constexpr bool has_avx2_group_dot() {
 #if XSIMD_WITH_AVX2
-  return std::is_base_of_v<xsimd::avx2, Arch> && !std::is_void_v<typename avx2_block_sums<Format, Arch>::type>;
+  return (std::is_base_of_v<xsimd::avx2, Arch> || (std::is_base_of_v<xsimd::avx512bw, Arch> && !has_avx512_group_dot<Format, Arch>())) &&
+         !std::is_void_v<typename avx2_block_sums<Format, Arch>::type>;
 #else
   return false;
 #endif
@@ -652,11 +657,11 @@ struct e2m1_sums {
     for (int c = 0; c < 16; ++c) t[c] = static_cast<std::uint8_t>(Ints::integer(static_cast<std::uint8_t>(c)) + offset);
     table_ = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
   }
-  /// The 16 block sums S_b as two vectors of 8 (E2M1 has no Inf or NaN: always true).
-  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
+  /// The 16 block sums fp32(S_b) as two vectors of 8 (E2M1 has no Inf or NaN: always true).
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
     constexpr int halves = static_cast<int>(16 * B / 64);  // 32 bytes = 64 codes each
     const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    __m256i r[halves];
+    __m256i r[halves], out[2];
     for (int k = 0; k < halves; ++k) {
       // half k of chunk k / 2: its even codes are split[128 (k / 2) + 32 (k % 2) + i], its odd
       // ones 64 further
@@ -682,8 +687,8 @@ struct e2m1_sums {
       for (int h = 0; h < 2; ++h) out[h] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(r[2 * h], r[2 * h + 1]), order);
     }
     for (int h = 0; h < 2; ++h)  // minus offset * sum(x) per block
-      out[h] = _mm256_sub_epi32(out[h], _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sums + 8 * h)),
-                                                           _mm256_set1_epi32(offset)));
+      sums[h] = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+          out[h], _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sums + 8 * h)), _mm256_set1_epi32(offset))));
     return true;
   }
 
@@ -691,10 +696,28 @@ struct e2m1_sums {
   __m256i table_;
 };
 
+/// The 16 block sums of a group from r[b], block b's products summed into 8 int32 lanes: two
+/// rounds of hadd leave, in each 128-bit half, blocks 0-3 (a) and 4-7 (b) summed over that
+/// half's lanes; adding the halves finishes them.
+BLOCKCAST_INLINE void block_totals(const __m256i (&r)[16], __m256i* out) {
+  for (int h = 0; h < 2; ++h) {
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) q[i] = _mm256_hadd_epi32(r[8 * h + 2 * i], r[8 * h + 2 * i + 1]);
+    const __m256i a = _mm256_hadd_epi32(q[0], q[1]), b = _mm256_hadd_epi32(q[2], q[3]);
+    out[h] = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+  }
+}
+/// The same, rounded to FP32 (fp32(S_b)).
+BLOCKCAST_INLINE void block_totals(const __m256i (&r)[16], __m256* sums) {
+  __m256i out[2];
+  block_totals(r, out);
+  for (int h = 0; h < 2; ++h) sums[h] = _mm256_cvtepi32_ps(out[h]);
+}
+
 /// INT8 codes in blocks of 32: widened to 16 bits and multiplied with the activations widened
 /// (vpmaddwd: every product and pair of products is exact in int32).
 struct int8_sums {
-  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256i* out) const {
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
     __m256i r[16];
     for (int b = 0; b < 16; ++b) {  // r[b]: block b's 32 products, in 8 lanes
       __m256i acc = _mm256_setzero_si256();
@@ -704,16 +727,182 @@ struct int8_sums {
       }
       r[b] = acc;
     }
-    // two rounds of hadd leave, in each 128-bit half, blocks 0-3 (a) and 4-7 (b) summed over
-    // that half's lanes; adding the halves finishes them
+    block_totals(r, sums);
+    return true;
+  }
+};
+
+/// 6-bit float codes (MXFP6 E2M3, E3M2) in blocks of 32. A block's 24 bytes are spread to one
+/// code per byte (vpshufb puts 3 bytes in each 32-bit word, shifts move the 4 fields to its 4
+/// bytes); |integer| is looked up in base-128 digits (32 magnitudes: two vpshufb and a blend
+/// per digit) and multiplied with the activations carrying the weight's sign (vpsignb) by
+/// vpmaddubsw (digit <= 127 times |x| <= 128: each pair fits 16 bits); vpmaddwd by 128^d
+/// recombines the digits exactly in int32. E2M3's integers (<= 60) are one digit, E3M2's
+/// (<= 448) two. -(-128) is no signed byte, so a group whose activations hold -128 returns
+/// false and takes the driver's block-by-block path (the same bits).
+template <class Element, class Ints>
+struct fp6_sums {
+  static_assert(Element::bits == 6 && !Element::has_nan && !Element::has_inf, "6-bit codes without specials");
+  static constexpr std::int64_t max_integer = Ints::max_magnitude();
+  static constexpr int digits = max_integer < 128 ? 1 : 2;
+  static_assert(max_integer < 128 * 128, "two base-128 digits");
+
+  fp6_sums() {
+    for (int d = 0; d < digits; ++d)
+      for (int h = 0; h < 2; ++h) {
+        alignas(16) std::uint8_t t[16];
+        for (int i = 0; i < 16; ++i)
+          t[i] = static_cast<std::uint8_t>((Ints::integer(static_cast<std::uint8_t>(16 * h + i)) >> (7 * d)) & 127);
+        tables_[d][h] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+      }
+  }
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
+    if (x.has_min_code) return false;
+    // the low lane reads bytes 0-15 of the block, the high lane bytes 8-23 (never past them)
+    const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,     //
+                                            4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+    const __m256i field = _mm256_set1_epi32(0x3f), low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256i r[16];
+    for (int b = 0; b < 16; ++b) {
+      const std::uint8_t* p = codes + 24 * b;
+      const __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)), 1);
+      const __m256i v = _mm256_shuffle_epi8(raw, spread);  // 4 codes (24 bits) per word
+      const __m256i c = _mm256_or_si256(
+          _mm256_or_si256(_mm256_and_si256(v, field), _mm256_and_si256(_mm256_slli_epi32(v, 2), _mm256_slli_epi32(field, 8))),
+          _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi32(v, 4), _mm256_slli_epi32(field, 16)),
+                          _mm256_and_si256(_mm256_slli_epi32(v, 6), _mm256_slli_epi32(field, 24))));
+      // bit 7 of each byte of c << 2: the sign bit (nonzero unless the code is +0); of c << 3:
+      // magnitude bit 4, which picks the table half
+      const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes + 32 * b)),
+                                          _mm256_slli_epi16(c, 2));
+      const __m256i index = _mm256_and_si256(c, low), half = _mm256_slli_epi16(c, 3);
+      __m256i acc = _mm256_setzero_si256();
+      for (int d = 0; d < digits; ++d) {
+        const __m256i digit =
+            _mm256_blendv_epi8(_mm256_shuffle_epi8(tables_[d][0], index), _mm256_shuffle_epi8(tables_[d][1], index), half);
+        const __m256i weight = _mm256_set1_epi16(static_cast<std::int16_t>(1 << (7 * d)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(digit, xs), d == 0 ? ones : weight));
+      }
+      r[b] = acc;
+    }
+    block_totals(r, sums);
+    return true;
+  }
+
+ private:
+  __m256i tables_[digits][2];
+};
+
+/// E4M3 codes in blocks of 32: |integer| = M * 2^s with M = m (exponent field e = 0) or 8 + m,
+/// and s = max(e - 1, 0) <= 14. M (<= 15) times the activation carrying the weight's sign is a
+/// 16-bit product (vpmullw, |P| <= 1905), and vpmaddwd by 2^s (a 16-bit power looked up by
+/// vpshufb) adds pairs of them exactly in int32 (a block's sum stays below 2^30). NaN codes,
+/// and activations holding -128 (-(-128) is no signed byte), send the group to the driver's
+/// block-by-block path (the same bits).
+template <class Ints>
+struct e4m3_sums {
+  e4m3_sums() {
+    alignas(16) std::uint8_t lo[16], hi[16];
+    for (int e = 0; e < 16; ++e) {
+      const int power = 1 << (e == 0 ? 0 : e - 1);
+      lo[e] = static_cast<std::uint8_t>(power & 0xff);
+      hi[e] = static_cast<std::uint8_t>(power >> 8);
+    }
+    power_lo_ = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)));
+    power_hi_ = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi)));
+  }
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
+    if (x.has_min_code) return false;
+    const __m256i zero = _mm256_setzero_si256(), nan = _mm256_set1_epi8(0x7f);
+    __m256i r[16], special = zero;
+    for (int b = 0; b < 16; ++b) {
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * b));
+      special = _mm256_or_si256(special, _mm256_cmpeq_epi8(_mm256_and_si256(c, nan), nan));
+      const __m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), _mm256_set1_epi8(15));
+      const __m256i m = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi8(7)),
+                                        _mm256_and_si256(_mm256_cmpgt_epi8(e, zero), _mm256_set1_epi8(8)));
+      // the activations with the weight's sign (vpsignb zeroes them where c = 0, whose M is 0)
+      const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes + 32 * b)), c);
+      const __m256i xs_high = _mm256_cmpgt_epi8(zero, xs);  // sign extension
+      const __m256i power_lo = _mm256_shuffle_epi8(power_lo_, e), power_hi = _mm256_shuffle_epi8(power_hi_, e);
+      // 16-bit lanes in unpack order, the same for the three operands
+      const __m256i p0 = _mm256_mullo_epi16(_mm256_unpacklo_epi8(m, zero), _mm256_unpacklo_epi8(xs, xs_high));
+      const __m256i p1 = _mm256_mullo_epi16(_mm256_unpackhi_epi8(m, zero), _mm256_unpackhi_epi8(xs, xs_high));
+      r[b] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power_lo, power_hi)),
+                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power_lo, power_hi)));
+    }
+    if (_mm256_movemask_epi8(special)) return false;
+    block_totals(r, sums);
+    return true;
+  }
+
+ private:
+  __m256i power_lo_, power_hi_;
+};
+
+/// E5M2 codes in blocks of 32: as E4M3, with M = m or 4 + m (<= 7) and s = max(e - 1, 0) <= 29,
+/// too large a power for 16 bits: the products go twice through vpmaddwd, by 2^s where s < 15
+/// (sums A) and by 2^(s - 15) where s >= 15 (sums B), each exact in int32 (below 2^29 per
+/// block). S_b = A + 2^15 B is exact in double (below 2^45) and rounded once to FP32. Inf and
+/// NaN codes, and activations holding -128, send the group to the driver's path.
+template <class Ints>
+struct e5m2_sums {
+  e5m2_sums() {
+    alignas(16) std::uint8_t t[4][16];  // 2^s for e = i and for e = 16 + i: low and high bytes
+    for (int i = 0; i < 16; ++i) {
+      const int low_power = 1 << (i == 0 ? 0 : i - 1), high_power = 1 << (i < 15 ? i : 0);
+      t[0][i] = static_cast<std::uint8_t>(low_power & 0xff);
+      t[1][i] = static_cast<std::uint8_t>(low_power >> 8);
+      t[2][i] = static_cast<std::uint8_t>(high_power & 0xff);
+      t[3][i] = static_cast<std::uint8_t>(high_power >> 8);
+    }
+    for (int k = 0; k < 4; ++k) powers_[k] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t[k])));
+  }
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
+    if (x.has_min_code) return false;
+    const __m256i zero = _mm256_setzero_si256(), special_exponent = _mm256_set1_epi8(0x7c);
+    __m256i a[16], b[16], special = zero;
+    for (int k = 0; k < 16; ++k) {
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * k));
+      special = _mm256_or_si256(special, _mm256_cmpeq_epi8(_mm256_and_si256(c, special_exponent), special_exponent));
+      const __m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(31));
+      const __m256i m = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi8(3)),
+                                        _mm256_and_si256(_mm256_cmpgt_epi8(e, zero), _mm256_set1_epi8(4)));
+      const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes + 32 * k)), c);
+      const __m256i xs_high = _mm256_cmpgt_epi8(zero, xs);
+      const __m256i index = _mm256_and_si256(e, _mm256_set1_epi8(15)), high = _mm256_cmpgt_epi8(e, _mm256_set1_epi8(15));
+      __m256i power[4];  // low lo, low hi, high lo, high hi bytes; each zero in the other range
+      for (int t = 0; t < 4; ++t) {
+        const __m256i looked_up = _mm256_shuffle_epi8(powers_[t], index);
+        power[t] = t < 2 ? _mm256_andnot_si256(high, looked_up) : _mm256_and_si256(high, looked_up);
+      }
+      const __m256i p0 = _mm256_mullo_epi16(_mm256_unpacklo_epi8(m, zero), _mm256_unpacklo_epi8(xs, xs_high));
+      const __m256i p1 = _mm256_mullo_epi16(_mm256_unpackhi_epi8(m, zero), _mm256_unpackhi_epi8(xs, xs_high));
+      a[k] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power[0], power[1])),
+                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power[0], power[1])));
+      b[k] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power[2], power[3])),
+                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power[2], power[3])));
+    }
+    if (_mm256_movemask_epi8(special)) return false;
+    __m256i low[2], high[2];
+    block_totals(a, low);
+    block_totals(b, high);
+    const __m256d two15 = _mm256_set1_pd(32768.0);
     for (int h = 0; h < 2; ++h) {
-      __m256i q[4];
-      for (int i = 0; i < 4; ++i) q[i] = _mm256_hadd_epi32(r[8 * h + 2 * i], r[8 * h + 2 * i + 1]);
-      const __m256i a = _mm256_hadd_epi32(q[0], q[1]), b = _mm256_hadd_epi32(q[2], q[3]);
-      out[h] = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+      __m128 half[2];
+      for (int q = 0; q < 2; ++q) {
+        const __m128i lo = q == 0 ? _mm256_castsi256_si128(low[h]) : _mm256_extracti128_si256(low[h], 1);
+        const __m128i hi = q == 0 ? _mm256_castsi256_si128(high[h]) : _mm256_extracti128_si256(high[h], 1);
+        half[q] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_cvtepi32_pd(lo), _mm256_mul_pd(_mm256_cvtepi32_pd(hi), two15)));
+      }
+      sums[h] = _mm256_insertf128_ps(_mm256_castps128_ps256(half[0]), half[1], 1);
     }
     return true;
   }
+
+ private:
+  __m256i powers_[4];
 };
 
 }  // namespace avx2
@@ -727,6 +916,21 @@ struct avx2_block_sums<Format, Arch,
 template <class Format, class Arch>
 struct avx2_block_sums<Format, Arch, std::enable_if_t<std::is_same_v<typename Format::element_type, int8> && Format::block_size == 32>> {
   using type = avx2::int8_sums;
+};
+template <class Format, class Arch>
+struct avx2_block_sums<Format, Arch,
+                       std::enable_if_t<(std::is_same_v<typename Format::element_type, fp6_e2m3> ||
+                                         std::is_same_v<typename Format::element_type, fp6_e3m2>) &&
+                                        Format::block_size == 32>> {
+  using type = avx2::fp6_sums<typename Format::element_type, element_integers<typename Format::element_type>>;
+};
+template <class Format, class Arch>
+struct avx2_block_sums<Format, Arch, std::enable_if_t<std::is_same_v<typename Format::element_type, fp8_e4m3> && Format::block_size == 32>> {
+  using type = avx2::e4m3_sums<element_integers<fp8_e4m3>>;
+};
+template <class Format, class Arch>
+struct avx2_block_sums<Format, Arch, std::enable_if_t<std::is_same_v<typename Format::element_type, fp8_e5m2> && Format::block_size == 32>> {
+  using type = avx2::e5m2_sums<element_integers<fp8_e5m2>>;
 };
 
 /// On AVX2: the 16 partial sums as two 8-lane vectors, each group's block sums from the
@@ -749,7 +953,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>(
     partials acc{_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (std::size_t g = 0; g < groups; ++g) {
       const group_activations xg = x.group(16 * g);
-      __m256i sums[2];
+      __m256 sums[2];  // fp32(S_b)
       if (!kernel_(codes + g * group_bytes, xg, sums)) {
         alignas(32) float terms[16];
         special(g, terms);
@@ -758,7 +962,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>(
         continue;
       }
       for (int h = 0; h < 2; ++h) {
-        const __m256 partial = avx2::rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(sums[h]), weight_scales(scales + 16 * g + 8 * h)));
+        const __m256 partial = avx2::rounded(_mm256_mul_ps(sums[h], weight_scales(scales + 16 * g + 8 * h)));
         const __m256 term = avx2::rounded(_mm256_mul_ps(partial, _mm256_loadu_ps(xg.scales + 8 * h)));
         (h == 0 ? acc.lo : acc.hi) = _mm256_add_ps(h == 0 ? acc.lo : acc.hi, term);
       }
