@@ -761,7 +761,7 @@ struct fp6_sums {
     // the low lane reads bytes 0-15 of the block, the high lane bytes 8-23 (never past them)
     const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,     //
                                             4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
-    const __m256i field = _mm256_set1_epi32(0x3f), low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i field = _mm256_set1_epi32(0x3f), low = _mm256_set1_epi8(0x0f);
     __m256i r[16];
     for (int b = 0; b < 16; ++b) {
       const std::uint8_t* p = codes + 24 * b;
@@ -782,7 +782,7 @@ struct fp6_sums {
         const __m256i digit =
             _mm256_blendv_epi8(_mm256_shuffle_epi8(tables_[d][0], index), _mm256_shuffle_epi8(tables_[d][1], index), half);
         const __m256i weight = _mm256_set1_epi16(static_cast<std::int16_t>(1 << (7 * d)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(digit, xs), d == 0 ? ones : weight));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(digit, xs), weight));
       }
       r[b] = acc;
     }
@@ -793,6 +793,29 @@ struct fp6_sums {
  private:
   __m256i tables_[digits][2];
 };
+
+/// For 32 8-bit float codes c (Mbits mantissa bits) and their activations x: the exponent
+/// fields e (bytes), and the 16-bit products M * x with M the significand (m where e = 0, else
+/// 2^Mbits + m) and x carrying the weight's sign (vpsignb zeroes x where c = 0, whose M is 0),
+/// in unpack order: p[0] from the low 8 bytes of each 128-bit lane, p[1] from the high 8.
+template <int Mbits>
+BLOCKCAST_INLINE __m256i significand_products(__m256i c, const std::int8_t* x, __m256i* p) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i e = _mm256_and_si256(_mm256_srli_epi16(c, Mbits), _mm256_set1_epi8((1 << (7 - Mbits)) - 1));
+  const __m256i m = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi8((1 << Mbits) - 1)),
+                                    _mm256_and_si256(_mm256_cmpgt_epi8(e, zero), _mm256_set1_epi8(1 << Mbits)));
+  const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), c);
+  const __m256i xs_high = _mm256_cmpgt_epi8(zero, xs);  // sign extension
+  p[0] = _mm256_mullo_epi16(_mm256_unpacklo_epi8(m, zero), _mm256_unpacklo_epi8(xs, xs_high));
+  p[1] = _mm256_mullo_epi16(_mm256_unpackhi_epi8(m, zero), _mm256_unpackhi_epi8(xs, xs_high));
+  return e;
+}
+/// The int32 sums of pairs of products p times the 16-bit powers whose low and high bytes are
+/// lo and hi (unpacked in the products' order).
+BLOCKCAST_INLINE __m256i times_powers(const __m256i* p, __m256i lo, __m256i hi) {
+  return _mm256_add_epi32(_mm256_madd_epi16(p[0], _mm256_unpacklo_epi8(lo, hi)),
+                          _mm256_madd_epi16(p[1], _mm256_unpackhi_epi8(lo, hi)));
+}
 
 /// E4M3 codes in blocks of 32: |integer| = M * 2^s with M = m (exponent field e = 0) or 8 + m,
 /// and s = max(e - 1, 0) <= 14. M (<= 15) times the activation carrying the weight's sign is a
@@ -814,23 +837,14 @@ struct e4m3_sums {
   }
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
     if (x.has_min_code) return false;
-    const __m256i zero = _mm256_setzero_si256(), nan = _mm256_set1_epi8(0x7f);
-    __m256i r[16], special = zero;
+    const __m256i nan = _mm256_set1_epi8(0x7f);
+    __m256i r[16], special = _mm256_setzero_si256();
     for (int b = 0; b < 16; ++b) {
       const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * b));
       special = _mm256_or_si256(special, _mm256_cmpeq_epi8(_mm256_and_si256(c, nan), nan));
-      const __m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), _mm256_set1_epi8(15));
-      const __m256i m = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi8(7)),
-                                        _mm256_and_si256(_mm256_cmpgt_epi8(e, zero), _mm256_set1_epi8(8)));
-      // the activations with the weight's sign (vpsignb zeroes them where c = 0, whose M is 0)
-      const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes + 32 * b)), c);
-      const __m256i xs_high = _mm256_cmpgt_epi8(zero, xs);  // sign extension
-      const __m256i power_lo = _mm256_shuffle_epi8(power_lo_, e), power_hi = _mm256_shuffle_epi8(power_hi_, e);
-      // 16-bit lanes in unpack order, the same for the three operands
-      const __m256i p0 = _mm256_mullo_epi16(_mm256_unpacklo_epi8(m, zero), _mm256_unpacklo_epi8(xs, xs_high));
-      const __m256i p1 = _mm256_mullo_epi16(_mm256_unpackhi_epi8(m, zero), _mm256_unpackhi_epi8(xs, xs_high));
-      r[b] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power_lo, power_hi)),
-                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power_lo, power_hi)));
+      __m256i p[2];
+      const __m256i e = significand_products<3>(c, x.codes + 32 * b, p);
+      r[b] = times_powers(p, _mm256_shuffle_epi8(power_lo_, e), _mm256_shuffle_epi8(power_hi_, e));
     }
     if (_mm256_movemask_epi8(special)) return false;
     block_totals(r, sums);
@@ -861,28 +875,21 @@ struct e5m2_sums {
   }
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m256* sums) const {
     if (x.has_min_code) return false;
-    const __m256i zero = _mm256_setzero_si256(), special_exponent = _mm256_set1_epi8(0x7c);
-    __m256i a[16], b[16], special = zero;
+    const __m256i special_exponent = _mm256_set1_epi8(0x7c);
+    __m256i a[16], b[16], special = _mm256_setzero_si256();
     for (int k = 0; k < 16; ++k) {
       const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * k));
       special = _mm256_or_si256(special, _mm256_cmpeq_epi8(_mm256_and_si256(c, special_exponent), special_exponent));
-      const __m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(31));
-      const __m256i m = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi8(3)),
-                                        _mm256_and_si256(_mm256_cmpgt_epi8(e, zero), _mm256_set1_epi8(4)));
-      const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes + 32 * k)), c);
-      const __m256i xs_high = _mm256_cmpgt_epi8(zero, xs);
+      __m256i p[2];
+      const __m256i e = significand_products<2>(c, x.codes + 32 * k, p);
       const __m256i index = _mm256_and_si256(e, _mm256_set1_epi8(15)), high = _mm256_cmpgt_epi8(e, _mm256_set1_epi8(15));
       __m256i power[4];  // low lo, low hi, high lo, high hi bytes; each zero in the other range
       for (int t = 0; t < 4; ++t) {
         const __m256i looked_up = _mm256_shuffle_epi8(powers_[t], index);
         power[t] = t < 2 ? _mm256_andnot_si256(high, looked_up) : _mm256_and_si256(high, looked_up);
       }
-      const __m256i p0 = _mm256_mullo_epi16(_mm256_unpacklo_epi8(m, zero), _mm256_unpacklo_epi8(xs, xs_high));
-      const __m256i p1 = _mm256_mullo_epi16(_mm256_unpackhi_epi8(m, zero), _mm256_unpackhi_epi8(xs, xs_high));
-      a[k] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power[0], power[1])),
-                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power[0], power[1])));
-      b[k] = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_unpacklo_epi8(power[2], power[3])),
-                              _mm256_madd_epi16(p1, _mm256_unpackhi_epi8(power[2], power[3])));
+      a[k] = times_powers(p, power[0], power[1]);
+      b[k] = times_powers(p, power[2], power[3]);
     }
     if (_mm256_movemask_epi8(special)) return false;
     __m256i low[2], high[2];
