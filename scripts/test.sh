@@ -6,7 +6,7 @@
 #                   CLI, the demo's float accuracy, README code, consumer projects through
 #                   find_package after install / add_subdirectory / -fno-exceptions / C++17)
 #   sanitizers      the test suites again under AddressSanitizer + UndefinedBehaviorSanitizer
-#   release-native  the test suites again in a Release build with -O3 -march=native
+#   release-native  the test suites but the CLI one again in a Release build with -O3 -march=native
 #   threads         the multi-threaded paths (tests/test_threads.cpp) under ThreadSanitizer
 #   fuzz            each libFuzzer target (clang) for $BLOCKCAST_FUZZ_SECONDS (60) seconds
 #
