@@ -423,44 +423,48 @@ struct digit_sums {
   }
   /// false when a block holds an Inf or NaN code, or an activation is -128.
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
-    __m512i r[parts][8];
     if (x.has_min_code) return false;
     __mmask64 fallback = 0;
-    for (int i = 0; i < 8; ++i) {
-      const __m512i c = code_bytes<Element::bits>(codes, i);
-      const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit)));
-      const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
-      const __m512i signed_x = _mm512_mask_sub_epi8(xs, negative, _mm512_setzero_si512(), xs);
-      for (int p = 0; p < parts; ++p) {
-        const int top = std::min(digits, (p + 1) * digits_per_part) - 1;
-        __m512i acc = _mm512_setzero_si512();
-        for (int d = top; d >= p * digits_per_part; --d) {
-          const __m512i digit = tables_[d](c);
-          if (d == digits - 1) fallback |= _mm512_cmpeq_epi8_mask(digit, _mm512_set1_epi8(static_cast<char>(special_digit)));
-          if (d != top) acc = _mm512_slli_epi32(acc, 8);
-          acc = _mm512_dpbusd_epi32(acc, digit, signed_x);
-        }
-        r[p][i] = acc;
-      }
-    }
-    if (fallback) return false;
     if constexpr (parts == 1) {
-      sums = _mm512_cvtepi32_ps(block_totals<2>(r[0]));
+      const __m512i totals = part_totals<0>(codes, x, fallback);
+      if (fallback) return false;
+      sums = _mm512_cvtepi32_ps(totals);
     } else {
-      // S = sum over parts of part * 2^(8 digits_per_part p), exact in int64, rounded once to FP32
-      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-      for (int p = 0; p < parts; ++p) {
-        const __m512i t = block_totals<2>(r[p]);
-        const int shift = 8 * digits_per_part * p;
-        lo = _mm512_add_epi64(lo, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(t)), shift));
-        hi = _mm512_add_epi64(hi, _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(t, 1)), shift));
-      }
+      // one part at a time, so that a part's tables and accumulators stay in registers
+      const __m512i totals[2] = {part_totals<0>(codes, x, fallback), part_totals<1>(codes, x, fallback)};
+      if (fallback) return false;
+      // S = part 0 + part 1 * 2^(8 digits_per_part), exact in int64, rounded once to FP32
+      constexpr int shift = 8 * digits_per_part;
+      const __m512i lo = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(totals[0])),
+                                          _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(totals[1])), shift));
+      const __m512i hi = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(totals[0], 1)),
+                                          _mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(totals[1], 1)), shift));
       sums = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(lo)), _mm512_cvtepi64_ps(hi), 1);
     }
     return true;
   }
 
  private:
+  /// Lane b: block b's sum over the digits of part P, combined by Horner's rule (bounds known
+  /// at compile time, so that the digit loop unrolls and the tables stay in registers).
+  template <int P>
+  BLOCKCAST_INLINE __m512i part_totals(const std::uint8_t* codes, const group_activations& x, __mmask64& fallback) const {
+    constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
+    __m512i r[8];
+    for (int i = 0; i < 8; ++i) {
+      const __m512i c = code_bytes<Element::bits>(codes, i);
+      const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit)));
+      const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
+      const __m512i signed_x = _mm512_mask_sub_epi8(xs, negative, _mm512_setzero_si512(), xs);
+      const __m512i top_digit = tables_[top](c);
+      if constexpr (top == digits - 1)
+        fallback |= _mm512_cmpeq_epi8_mask(top_digit, _mm512_set1_epi8(static_cast<char>(special_digit)));
+      __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
+      for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
+      r[i] = acc;
+    }
+    return block_totals<2>(r);
+  }
   byte_table<Element::bits> tables_[digits];
 };
 #endif
