@@ -315,6 +315,66 @@ TEMPLATE_LIST_TEST_CASE("SIMD decode equals the reference for every code", "[sim
   }
 }
 
+TEMPLATE_LIST_TEST_CASE("quantize_lanes equals the reference value by value, each with its own scale", "[simd]", formats) {
+  // error diffusion's column step: every value in a block of its own. Scales from block amaxes
+  // over the test data's range, values up to 2^20 times beyond their scale's range (they
+  // saturate), at every length class
+  using k = bc::simd::kernels<TestType, arch>;
+  constexpr std::size_t L = k::lanes;
+  const auto data = test_data(4096, 11, false);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> beyond(-30, 20);
+  for (auto round : {bc::rounding::nearest_even, bc::rounding::nearest_away, bc::rounding::toward_zero})
+    for (bool full_range : {false, true})
+      for (std::size_t n : {std::size_t{1}, L - 1, L, L + 1, 3 * L + 5, std::size_t{1000}}) {
+        bc::cast_options opt;
+        opt.round = round;
+        opt.int8_full_range = full_range;
+        const auto ctx = bc::simd::kernels<TestType, arch>::make_context(data.data(), data.size(), opt);
+        std::vector<float> values(n), factor(n), scale(n), got(n);
+        std::vector<bc::reference::block_scale> scales(n);
+        std::vector<std::uint8_t> codes(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          float amax = std::fabs(data[rng() % data.size()]);
+          auto bs = bc::reference::make_block_scale<TestType>(bc::detail::float_bits(amax), ctx);
+          if (bs.nan || (!TestType::has_tensor_scale && bs.shared_exp > 126))
+            bs = bc::reference::make_block_scale<TestType>(bc::detail::float_bits(1.0f), ctx), amax = 1.0f;
+          scales[i] = bs;
+          factor[i] = TestType::has_tensor_scale ? bs.inverse : bc::detail::exp2i(-bs.shared_exp);
+          scale[i] = bs.value;
+          const float v = data[rng() % data.size()];
+          values[i] = rng() % 4 == 0 ? std::ldexp(v, beyond(rng)) : (std::fabs(v) <= amax ? v : amax * 0.5f);
+          if (!std::isfinite(values[i])) values[i] = -0.0f;
+        }
+        k::quantize_lanes(values.data(), factor.data(), scale.data(), n, ctx, codes.data(), got.data());
+        std::size_t equal = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::uint8_t want = bc::reference::quantize_value<TestType>(values[i], scales[i], ctx, 0);
+          const float want_value = bc::reference::dequantize_value<TestType>(want, scales[i], ctx.tensor_decode);
+          if (codes[i] == want && same_bits(&got[i], &want_value, 1)) {
+            ++equal;
+            continue;
+          }
+          FAIL_CHECK(format_name<TestType>() << ", rounding " << name_of(round) << (full_range ? ", int8 full range" : "")
+                                             << ", n " << n << ", value " << i << " (" << values[i] << ", bits "
+                                             << hex(bc::detail::float_bits(values[i])) << ", scale code " << int{scales[i].code}
+                                             << "): wanted code " << int{want} << " value " << want_value << ", got code "
+                                             << int{codes[i]} << " value " << got[i]);
+          break;
+        }
+        CHECK(equal == n);
+      }
+}
+
+TEST_CASE("quantize_lanes refuses stochastic rounding", "[simd]") {
+  bc::reference::block_context ctx;
+  ctx.round = bc::rounding::stochastic;
+  float v = 1, f = 1, s = 1, out = 0;
+  std::uint8_t code = 0;
+  using k = bc::simd::kernels<bc::mxfp4, arch>;
+  CHECK_THROWS_AS(k::quantize_lanes(&v, &f, &s, 1, ctx, &code, &out), bc::invalid_argument);
+}
+
 TEST_CASE("the architecture helpers equal their generic versions", "[simd]") {
   using i32 = xsimd::batch<std::int32_t, arch>;
   constexpr std::size_t L = i32::size;

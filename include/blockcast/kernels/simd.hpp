@@ -340,7 +340,11 @@ struct kernels {
   template <rounding Mode>
   BLOCKCAST_INLINE static i32 vector_codes(const float* in, const f32& factor, bool full_range, std::uint32_t key,
                           std::uint32_t first) {
-    const f32 x = f32::load_unaligned(in);
+    return vector_codes<Mode>(f32::load_unaligned(in), factor, full_range, key, first);
+  }
+  template <rounding Mode>
+  BLOCKCAST_INLINE static i32 vector_codes(const f32& x, const f32& factor, bool full_range, std::uint32_t key,
+                                           std::uint32_t first) {
     i32 sign_source;
     f32 q;
     if constexpr (Format::has_tensor_scale) {
@@ -356,6 +360,60 @@ struct kernels {
     u32 random(0u);
     if constexpr (Mode == rounding::stochastic) random = random_bits(key, first);
     return make_codes(round_steps<Mode>(q, random), sign_source, full_range);
+  }
+
+  /// Values that each have a block scale of their own (error diffusion quantizes a column of
+  /// rows, each in its own block): n values, value i with factor[i] (MX: 2^-se, se <= 126;
+  /// two-level: the block's inverse) and decoded block scale block_scale[i], to codes (one per
+  /// byte) and their values, decode(code) * scale (two-level: times the tensor's decode scale).
+  /// The reference's bits for every finite value, including values far beyond the block's
+  /// range, which saturate. Not for stochastic rounding (invalid_argument): its bits follow
+  /// tensor indices.
+  static void quantize_lanes(const float* in, const float* factor, const float* block_scale, std::size_t n,
+                             const reference::block_context& ctx, std::uint8_t* codes, float* values) {
+    with_mode(ctx.round, [&](auto mode) {
+      if constexpr (decltype(mode)::value == rounding::stochastic)
+        detail::fail<invalid_argument>("quantize_lanes: stochastic rounding draws its bits per tensor index");
+      else
+        quantize_lanes<decltype(mode)::value>(in, factor, block_scale, n, ctx, codes, values);
+    });
+  }
+  template <rounding Mode>
+  static void quantize_lanes(const float* in, const float* factor, const float* block_scale, std::size_t n,
+                             const reference::block_context& ctx, std::uint8_t* codes, float* values) {
+    // MX: x * factor clamped to +-2^(emax+1), the end of round_steps' domain: everything from
+    // there saturates, as in the reference (and -2^(emax+1) is full-range INT8's -128, even
+    // rounding toward zero); two-level formats clamp in vector_codes
+    const f32 limit(detail::exp2i(element::emax + 1));
+    auto one = [&](const float* x, const float* f, const float* s, std::uint8_t* c, float* v) {
+      i32 code;
+      if constexpr (Format::has_tensor_scale) {
+        code = vector_codes<Mode>(f32::load_unaligned(x), f32::load_unaligned(f), ctx.int8_full_range, 0, 0);
+      } else {
+        const f32 q = f32::load_unaligned(x) * f32::load_unaligned(f);
+        code = vector_codes<Mode>(xsimd::min(xsimd::max(q, -limit), limit), f32(1.0f), ctx.int8_full_range, 0, 0);
+      }
+      f32 value = decode(code) * f32::load_unaligned(s);
+      if constexpr (Format::has_tensor_scale) value = value * f32(ctx.tensor_decode);
+      value.store_unaligned(v);
+      arch::narrow_bytes<Arch>(code, c);
+    };
+    std::size_t i = 0;
+    alignas(64) std::uint8_t bytes[lanes < 16 ? 16 : lanes];
+    for (; i + lanes <= n; i += lanes) {
+      one(in + i, factor + i, block_scale + i, bytes, values + i);
+      std::memcpy(codes + i, bytes, lanes);
+    }
+    if (i == n) return;
+    alignas(64) float x[lanes] = {}, f[lanes], s[lanes], v[lanes];
+    std::fill(f, f + lanes, 1.0f);
+    std::fill(s, s + lanes, 1.0f);
+    std::copy(in + i, in + n, x);
+    std::copy(factor + i, factor + n, f);
+    std::copy(block_scale + i, block_scale + n, s);
+    one(x, f, s, bytes, v);
+    std::copy(v, v + (n - i), values + i);
+    std::copy(bytes, bytes + (n - i), codes + i);
   }
 
   /// Asks for the input 4 KiB ahead of block `x`, a cache line at a time. The hardware

@@ -102,6 +102,25 @@ inline diffusion_gains diffusion_weights(const ed_model& model, std::size_t bloc
 }
 
 namespace detail {
+/// Within each block of `block_size` columns: row s+i, column l holds u_{s+i} . g_{s+l} for
+/// l > i (0 elsewhere), what column s+i's error adds per unit to column s+l's adjustment. The
+/// pass takes a block's carry once at its start (one product for all its columns) and adds
+/// the block's own errors through these, so the carry is a matrix product per block, not a
+/// rank-1 update per column (docs/error_diffusion.md, "The pass by blocks").
+/// (With upper_only false, all of u_{s+i} . g_{s+l}: the sweeps' U_j . U_l.)
+template <class Matrix>
+Matrix within_block_products(const Matrix& u, const Matrix& g, std::size_t block_size, bool upper_only = true) {
+  const Eigen::Index channels = u.rows(), block = static_cast<Eigen::Index>(block_size);
+  Matrix within = Matrix::Zero(channels, block);
+  for (Eigen::Index s = 0; s < channels; s += block) {
+    const Eigen::Index len = std::min(block, channels - s);
+    const Matrix products = u.middleRows(s, len) * g.middleRows(s, len).transpose();  // (i, l): u_{s+i} . g_{s+l}
+    if (upper_only) within.block(s, 0, len, len) = products.template triangularView<Eigen::StrictlyUpper>();
+    else within.block(s, 0, len, len) = products;
+  }
+  return within;
+}
+
 /// A row-major FP64 matrix, the layout of the weights, so that converting them is not a
 /// strided walk (modelled_error spent most of its time there; the sweep's time barely moved).
 using error_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -130,42 +149,61 @@ namespace detail {
 ///     e_j* = (e_j |U_j|^2 - U_j . t) / (d_j + |U_j|^2),  t = U^T e,
 /// and the move is kept only if it lowers d_j e_j^2 + |t|^2 (docs/error_diffusion.md,
 /// "Refinement"). Block scales stay. FP64 throughout, so the error never rises. `u_rows`: U
-/// stored row by row (K x rank), made once for all chunks. A row's t is updated only when
-/// its code moves, which most do not.
+/// stored row by row (K x rank), made once for all chunks; `u_gram`: U_j . U_l within each
+/// block (within_block_products). U_j . t is one product per block, corrected within the
+/// block when a code moves; t is updated only then, which most codes do not.
 template <class Format>
-void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& model, const error_matrix& u_rows, unsigned sweeps,
-                  const reference::block_context& ctx, chunk_codes<Format>& out, matrix& dequantized) {
+void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& model, const error_matrix& u_rows,
+                  const error_matrix& u_gram, unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out,
+                  matrix& dequantized) {
+  constexpr std::size_t B = Format::block_size;
   const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = w.cols();
   const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
   error_matrix error = finite_errors(w.middleRows(row0, rows), dequantized.middleRows(row0, rows));
   error_matrix t = error * model.U;  // rows x rank
   const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
-  Eigen::VectorXd ut(rows);
+  Eigen::MatrixXd ut(rows, static_cast<Eigen::Index>(B));  // U_j . t per row (column j of the block)
+  std::vector<float> targets(static_cast<std::size_t>(rows)), values(static_cast<std::size_t>(rows));
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows));
+  auto skipped = [&](Eigen::Index i, std::size_t block, float wj) {
+    return out.scales_in_use[static_cast<std::size_t>(i)][block].nan || !std::isfinite(wj);
+  };
   for (unsigned sweep = 0; sweep < sweeps; ++sweep) {
-    for (Eigen::Index col = 0; col < channels; ++col) {
-      ut.noalias() = t * u_rows.row(col).transpose();  // U_j . t per row
-      const double d = model.d(col), a = u_norm2(col);
-      const std::size_t block = static_cast<std::size_t>(col) / Format::block_size;
-      for (Eigen::Index i = 0; i < rows; ++i) {
-        const std::size_t row = static_cast<std::size_t>(i);
-        const auto& scale = out.scales_in_use[row][block];
-        const float wj = w(row0 + i, col);
-        if (scale.nan || !std::isfinite(wj)) continue;
-        const double old_error = error(i, col);
-        const double target = (old_error * a - ut(i)) / (d + a);
-        const std::uint64_t index = (first_row + row) * k + static_cast<std::uint64_t>(col);
-        const std::uint8_t code = reference::quantize_value<Format>(static_cast<float>(wj - target), scale, ctx, index);
-        const float qj = reference::dequantize_value<Format>(code, scale, ctx.tensor_decode);
-        const double new_error = static_cast<double>(wj) - static_cast<double>(qj);
-        const double step = new_error - old_error;
-        if (step == 0.0) continue;
-        const double change = d * (new_error * new_error - old_error * old_error) + step * (2.0 * ut(i) + step * a);
-        if (!(change < 0.0)) continue;
-        out.codes[row][static_cast<std::size_t>(col)] = code;
-        dequantized(row0 + i, col) = qj;
-        error(i, col) = new_error;
-        t.row(i) += step * u_rows.row(col);
+    for (std::size_t block_start = 0; block_start < k; block_start += B) {
+      const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min<std::size_t>(B, k - block_start));
+      const std::size_t block = block_start / B;
+      // U_j . t for all of the block's columns at once; a move in column j adds step * U_j . U_l
+      // to the block's later columns l (u_gram), and step * U_j to t for the blocks after it
+      ut.leftCols(len).noalias() = t * u_rows.middleRows(s, len).transpose();
+      for (Eigen::Index j = 0; j < len; ++j) {
+        const Eigen::Index col = s + j;
+        const double d = model.d(col), a = u_norm2(col);
+        // every row's value at the model's optimum e_j*, quantized with its block's scale
+        for (Eigen::Index i = 0; i < rows; ++i) {
+          const float wj = w(row0 + i, col);
+          const double target = (error(i, col) * a - ut(i, j)) / (d + a);
+          targets[static_cast<std::size_t>(i)] = skipped(i, block, wj) ? 0.0f : static_cast<float>(wj - target);
+        }
+        out.quantize_column(static_cast<std::size_t>(col), targets.data(), codes.data(), values.data(),
+                            first_row * k + static_cast<std::uint64_t>(col), k, ctx);
+        for (Eigen::Index i = 0; i < rows; ++i) {
+          const std::size_t row = static_cast<std::size_t>(i);
+          const float wj = w(row0 + i, col);
+          if (skipped(i, block, wj)) continue;
+          const double old_error = error(i, col);
+          const float qj = values[row];
+          const double new_error = static_cast<double>(wj) - static_cast<double>(qj);
+          const double step = new_error - old_error;
+          if (step == 0.0) continue;
+          const double change = d * (new_error * new_error - old_error * old_error) + step * (2.0 * ut(i, j) + step * a);
+          if (!(change < 0.0)) continue;
+          out.codes[row][static_cast<std::size_t>(col)] = codes[row];
+          dequantized(row0 + i, col) = qj;
+          error(i, col) = new_error;
+          t.row(i) += step * u_rows.row(col);
+          if (j + 1 < len) ut.row(i).segment(j + 1, len - j - 1) += step * u_gram.row(col).segment(j + 1, len - j - 1);
+        }
       }
     }
   }
@@ -186,44 +224,57 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     blockcast::detail::fail<invalid_argument>("error_diffusion: the residual diagonal d must be > 0");
   constexpr std::size_t B = Format::block_size;
   using fmat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using column_major = Eigen::MatrixXf;  // a block of the chunk: column j holds its rows' values
   const diffusion_gains gains = diffusion_weights(model, B);
   const fmat u = model.U.cast<float>();                      // K x rank
   const fmat g = gains.column.cast<float>();                 // K x rank
   const fmat g_block = gains.block_start.cast<float>();      // K x rank
+  const fmat within = detail::within_block_products(u, g, B);  // K x B
   const reference::block_context ctx = detail::weight_context<Format>(w, opt.cast);
   // H's diagonal in the model, the scale search's weights
   const Eigen::VectorXf h_diagonal = (model.d + model.U.rowwise().squaredNorm()).cast<float>();
-  const detail::error_matrix u_rows = opt.sweeps > 0 ? detail::error_matrix(model.U) : detail::error_matrix();  // the sweeps' U
+  // the sweeps' U, and U_j . U_l within each block
+  const detail::error_matrix u_rows = opt.sweeps > 0 ? detail::error_matrix(model.U) : detail::error_matrix();
+  const detail::error_matrix u_gram =
+      opt.sweeps > 0 ? detail::within_block_products(u_rows, u_rows, B, false) : detail::error_matrix();
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t first_row, std::size_t end_row) {
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
-    fmat carry = fmat::Zero(rows, u.cols());  // c, one rank-vector per row
+    fmat carry = fmat::Zero(rows, u.cols());  // c at the block's start, one rank-vector per row
     detail::chunk_codes<Format> out(end_row - first_row, k);
-    Eigen::VectorXf adjust(rows), error(rows);  // per column: g_j . c and w_j - q_j, per row
+    column_major weights(rows, B), adjusted(rows, B), errors(rows, B);
+    fmat start(rows, B);
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows));
+    Eigen::VectorXf values(rows);
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
-      // the block's scale from its adjusted values or its optimum, with the carry at its start
-      const fmat& gain = opt.scale_from == ed_scale_source::adjusted ? g : g_block;
-      const fmat optimum = w.block(row0, s, rows, len) + carry * gain.middleRows(s, len).transpose();
+      // every column's adjusted value with the carry at the block's start: w_j + g_j . c
+      weights.leftCols(len) = w.block(row0, s, rows, len);
+      adjusted.leftCols(len).noalias() = carry * g.middleRows(s, len).transpose();
+      adjusted.leftCols(len) += weights.leftCols(len);
+      // the block's scale from those values or from its optimum
+      if (opt.scale_from == ed_scale_source::adjusted) start.leftCols(len) = adjusted.leftCols(len);
+      else start.leftCols(len) = weights.leftCols(len) + carry * g_block.middleRows(s, len).transpose();
       for (Eigen::Index i = 0; i < rows; ++i)
-        out.start_block(static_cast<std::size_t>(i), block_start / B, optimum.row(i).data(), static_cast<std::size_t>(len), ctx,
+        out.start_block(static_cast<std::size_t>(i), block_start / B, start.row(i).data(), static_cast<std::size_t>(len), ctx,
                         opt.scale_search ? h_diagonal.data() + s : nullptr, (first_row + static_cast<std::size_t>(i)) * k + block_start);
-      for (Eigen::Index col = s; col < s + len; ++col) {
-        adjust.noalias() = carry * g.row(col).transpose();
+      for (Eigen::Index j = 0; j < len; ++j) {
+        const std::size_t col = block_start + static_cast<std::size_t>(j);
+        out.quantize_column(col, adjusted.col(j).data(), codes.data(), values.data(), first_row * k + col, k, ctx);  // quantize
         for (Eigen::Index i = 0; i < rows; ++i) {
-          const std::size_t row = first_row + static_cast<std::size_t>(i);
-          const float wj = w(row0 + i, col);
-          const float qj = out.quantize(static_cast<std::size_t>(i), static_cast<std::size_t>(col), wj + adjust(i),
-                                        row * k + static_cast<std::size_t>(col), ctx);
-          q.dequantized(row0 + i, col) = qj;
-          const float e = wj - qj;
-          error(i) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
+          out.codes[static_cast<std::size_t>(i)][col] = codes[static_cast<std::size_t>(i)];
+          q.dequantized(row0 + i, s + j) = values(i);
+          const float e = weights(i, j) - values(i);
+          errors(i, j) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
         }
-        carry.noalias() += error * u.row(col);  // diffuse the error forward
+        // the block's later columns take this column's error: + e_j (u_j . g_l), l > j
+        if (j + 1 < len)
+          adjusted.middleCols(j + 1, len - j - 1).noalias() += errors.col(j) * within.row(s + j).segment(j + 1, len - j - 1);
       }
+      carry.noalias() += errors.leftCols(len) * u.middleRows(s, len);  // diffuse the block's errors forward
     }
-    if (opt.sweeps > 0) detail::refine_chunk<Format>(w, first_row, model, u_rows, opt.sweeps, ctx, out, q.dequantized);
+    if (opt.sweeps > 0) detail::refine_chunk<Format>(w, first_row, model, u_rows, u_gram, opt.sweeps, ctx, out, q.dequantized);
     out.store(q.packed, first_row);
   });
   return q;

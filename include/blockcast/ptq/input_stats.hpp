@@ -70,13 +70,15 @@ class input_stats {
   static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0,
                           unsigned threads = 1) {
     detail::require_nonempty(x, "the calibration input", "input_stats::from");
-    detail::require_finite_inputs(x, "input_stats::from");  // here, so positions are the caller's
     const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(8, n);
     std::vector<input_stats> partial(parts, input_stats(static_cast<std::size_t>(x.cols()), sketch, seed));
+    // each part checked where it is added, with the caller's sample numbers; of several bad
+    // parts, the first one's error is rethrown
     blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
       for (std::size_t p = p0; p < p1; ++p) {
         const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
-        partial[p].accumulate(x.middleRows(b, e - b));  // x was checked above
+        detail::require_finite_inputs(x.middleRows(b, e - b), "input_stats::from", b);
+        partial[p].accumulate(x.middleRows(b, e - b));
       }
     });
     for (std::size_t p = 1; p < parts; ++p) partial[0].merge(partial[p]);

@@ -3,6 +3,7 @@
 // and element codes from kernels/reference.hpp, rows in fixed chunks across threads.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "blockcast/api.hpp"
 #include "blockcast/kernels/parallel.hpp"
 #include "blockcast/kernels/reference.hpp"
+#include "blockcast/kernels/simd.hpp"
 #include "blockcast/ptq/matrix.hpp"
 
 namespace blockcast::ptq {
@@ -72,11 +74,23 @@ template <class Format>
 double weighted_block_error(const float* v, const float* weight, std::size_t len, const reference::block_scale& bs,
                             const reference::block_context& ctx, std::uint64_t first_index) {
   if (bs.nan) return INFINITY;
+  constexpr std::size_t B = Format::block_size;
+  float q[B];
+  if (ctx.round != rounding::stochastic && (Format::has_tensor_scale || bs.shared_exp <= 126)) {
+    // the block's values are finite (a non-finite one makes the scale NaN): the SIMD path
+    float factor[B], scale[B];
+    std::uint8_t codes[B];
+    std::fill(factor, factor + len, Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-bs.shared_exp));
+    std::fill(scale, scale + len, bs.value);
+    simd::kernels<Format, simd::best_arch>::quantize_lanes(v, factor, scale, len, ctx, codes, q);
+  } else {
+    for (std::size_t j = 0; j < len; ++j)
+      q[j] = reference::dequantize_value<Format>(reference::quantize_value<Format>(v[j], bs, ctx, first_index + j), bs,
+                                                 ctx.tensor_decode);
+  }
   double e = 0;
   for (std::size_t j = 0; j < len; ++j) {
-    const float q = reference::dequantize_value<Format>(reference::quantize_value<Format>(v[j], bs, ctx, first_index + j), bs,
-                                                        ctx.tensor_decode);
-    const double d = static_cast<double>(v[j]) - static_cast<double>(q);
+    const double d = static_cast<double>(v[j]) - static_cast<double>(q[j]);
     e += static_cast<double>(weight[j]) * d * d;
   }
   return e;
@@ -116,15 +130,24 @@ struct chunk_codes {
 
   chunk_codes(std::size_t rows, std::size_t k)
       : codes(rows, std::vector<std::uint8_t>(k)),
-        scales_in_use(rows, std::vector<reference::block_scale>(blocks_per_row<Format>(k))) {}
+        scales_in_use(rows, std::vector<reference::block_scale>(blocks_per_row<Format>(k))),
+        lane_factor_(rows * blocks_per_row<Format>(k)),
+        lane_scale_(rows * blocks_per_row<Format>(k)),
+        needs_reference_(blocks_per_row<Format>(k), 0) {}
 
   /// Starts block b of row i with the scale of its (adjusted or updated) values: the amax
   /// rule's, or with `search_weight` (the block's weights, H's diagonal) the searched scale
   /// (searched_block_scale; `first_index`: the block's tensor index, for stochastic rounding).
   void start_block(std::size_t i, std::size_t b, const float* values, std::size_t len, const reference::block_context& ctx,
                    const float* search_weight = nullptr, std::uint64_t first_index = 0) {
-    scales_in_use[i][b] = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
-                                        : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
+    const reference::block_scale bs = search_weight ? searched_block_scale<Format>(values, search_weight, len, ctx, first_index)
+                                                    : reference::make_block_scale<Format>(reference::amax_bits(values, len), ctx);
+    scales_in_use[i][b] = bs;
+    // quantize_column's view: the rows of a block side by side
+    const std::size_t lane = b * codes.size() + i;
+    lane_factor_[lane] = Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-std::min(bs.shared_exp, 126));
+    lane_scale_[lane] = bs.value;
+    if (bs.nan || (!Format::has_tensor_scale && bs.shared_exp > 126)) needs_reference_[b] = 1;
   }
 
   /// Quantizes value v of row i, column j (tensor index `index`) with its block's scale and
@@ -136,6 +159,34 @@ struct chunk_codes {
     return reference::dequantize_value<Format>(c, b, ctx.tensor_decode);
   }
 
+  /// Quantizes column j of every row of the chunk, v[i] the value of row i, each with its
+  /// row's scale for that block, without storing: codes to c[i], their values to q[i]. The SIMD
+  /// path (simd::kernels::quantize_lanes) where it gives the reference's bits; the reference
+  /// for stochastic rounding, NaN scales, E8M0 exponent 127 and non-finite values.
+  /// `first_index`: row 0's tensor index of column j; rows are `row_stride` apart.
+  void quantize_column(std::size_t j, const float* v, std::uint8_t* c, float* q, std::uint64_t first_index,
+                       std::uint64_t row_stride, const reference::block_context& ctx) {
+    const std::size_t n = codes.size(), b = j / Format::block_size;
+    auto reference_value = [&](std::size_t i) {
+      const auto& bs = scales_in_use[i][b];
+      c[i] = bs.nan ? std::uint8_t{0} : reference::quantize_value<Format>(v[i], bs, ctx, first_index + i * row_stride);
+      q[i] = reference::dequantize_value<Format>(c[i], bs, ctx.tensor_decode);
+    };
+    if (ctx.round == rounding::stochastic) {
+      for (std::size_t i = 0; i < n; ++i) reference_value(i);
+      return;
+    }
+    simd::kernels<Format, simd::best_arch>::quantize_lanes(v, lane_factor_.data() + b * n, lane_scale_.data() + b * n, n, ctx, c, q);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(v[i])) {
+        reference_value(i);
+      } else if (needs_reference_[b]) {
+        const auto& bs = scales_in_use[i][b];
+        if (bs.nan || (!Format::has_tensor_scale && bs.shared_exp > 126)) reference_value(i);
+      }
+    }
+  }
+
   /// Packs the chunk's rows into rows r0.. of the result.
   void store(packed_tensor<Format>& p, std::size_t r0) const {
     auto view = p.mutable_view();
@@ -145,6 +196,12 @@ struct chunk_codes {
       for (const auto& scale : scales_in_use[i]) *scale_bytes++ = scale.code;
     }
   }
+
+ private:
+  // per block, per row (the rows of a block side by side): the factor and decoded scale of
+  // quantize_column's SIMD path, and whether a row of the block needs the reference
+  std::vector<float> lane_factor_, lane_scale_;
+  std::vector<char> needs_reference_;
 };
 
 }  // namespace detail
