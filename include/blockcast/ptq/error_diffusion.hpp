@@ -160,19 +160,25 @@ void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& mo
   const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = w.cols();
   const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
-  error_matrix error = finite_errors(w.middleRows(row0, rows), dequantized.middleRows(row0, rows));
+  // column-major copies: a column's rows side by side, so that the per-column work is vector work
+  const Eigen::MatrixXd weights = w.middleRows(row0, rows).cast<double>();
+  Eigen::MatrixXd error = finite_errors(w.middleRows(row0, rows), dequantized.middleRows(row0, rows));
   error_matrix t = error * model.U;  // rows x rank
   const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
   Eigen::MatrixXd ut(rows, static_cast<Eigen::Index>(B));  // U_j . t per row (column j of the block)
-  std::vector<float> targets(static_cast<std::size_t>(rows)), values(static_cast<std::size_t>(rows));
+  Eigen::VectorXf targets(rows), values(rows);
+  Eigen::VectorXd change(rows), new_error(rows), step(rows);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows));
-  auto skipped = [&](Eigen::Index i, std::size_t block, float wj) {
-    return out.scales_in_use[static_cast<std::size_t>(i)][block].nan || !std::isfinite(wj);
+  // rows whose block has a NaN scale, or whose weight is not finite, stay as they are
+  const bool all_finite = weights.allFinite();
+  auto skipped = [&](Eigen::Index i, std::size_t block, Eigen::Index col) {
+    return out.scales_in_use[static_cast<std::size_t>(i)][block].nan || !std::isfinite(weights(i, col));
   };
   for (unsigned sweep = 0; sweep < sweeps; ++sweep) {
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min<std::size_t>(B, k - block_start));
       const std::size_t block = block_start / B;
+      const bool any_skipped = !all_finite || out.has_nan_scale(block);
       // U_j . t for all of the block's columns at once; a move in column j adds step * U_j . U_l
       // to the block's later columns l (u_gram), and step * U_j to t for the blocks after it
       ut.leftCols(len).noalias() = t * u_rows.middleRows(s, len).transpose();
@@ -180,29 +186,26 @@ void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& mo
         const Eigen::Index col = s + j;
         const double d = model.d(col), a = u_norm2(col);
         // every row's value at the model's optimum e_j*, quantized with its block's scale
-        for (Eigen::Index i = 0; i < rows; ++i) {
-          const float wj = w(row0 + i, col);
-          const double target = (error(i, col) * a - ut(i, j)) / (d + a);
-          targets[static_cast<std::size_t>(i)] = skipped(i, block, wj) ? 0.0f : static_cast<float>(wj - target);
-        }
+        targets = (weights.col(col) - (error.col(col) * a - ut.col(j)) / (d + a)).cast<float>();
+        if (any_skipped)
+          for (Eigen::Index i = 0; i < rows; ++i)
+            if (skipped(i, block, col)) targets(i) = 0.0f;
         out.quantize_column(static_cast<std::size_t>(col), targets.data(), codes.data(), values.data(),
                             first_row * k + static_cast<std::uint64_t>(col), k, ctx);
+        // the change of d_j e_j^2 + |t|^2 if the row's error moves by step
+        new_error = weights.col(col) - values.cast<double>();
+        step = new_error - error.col(col);
+        change = d * (new_error.array().square() - error.col(col).array().square()) +
+                 step.array() * (2.0 * ut.col(j).array() + step.array() * a);
         for (Eigen::Index i = 0; i < rows; ++i) {
+          if (!(change(i) < 0.0) || step(i) == 0.0 || (any_skipped && skipped(i, block, col))) continue;
           const std::size_t row = static_cast<std::size_t>(i);
-          const float wj = w(row0 + i, col);
-          if (skipped(i, block, wj)) continue;
-          const double old_error = error(i, col);
-          const float qj = values[row];
-          const double new_error = static_cast<double>(wj) - static_cast<double>(qj);
-          const double step = new_error - old_error;
-          if (step == 0.0) continue;
-          const double change = d * (new_error * new_error - old_error * old_error) + step * (2.0 * ut(i, j) + step * a);
-          if (!(change < 0.0)) continue;
+          const double moved = step(i);
           out.codes[row][static_cast<std::size_t>(col)] = codes[row];
-          dequantized(row0 + i, col) = qj;
-          error(i, col) = new_error;
-          t.row(i) += step * u_rows.row(col);
-          if (j + 1 < len) ut.row(i).segment(j + 1, len - j - 1) += step * u_gram.row(col).segment(j + 1, len - j - 1);
+          dequantized(row0 + i, col) = values(i);
+          error(i, col) = new_error(i);
+          t.row(i) += moved * u_rows.row(col);
+          if (j + 1 < len) ut.row(i).segment(j + 1, len - j - 1) += moved * u_gram.row(col).segment(j + 1, len - j - 1);
         }
       }
     }
@@ -243,10 +246,9 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
     fmat carry = fmat::Zero(rows, u.cols());  // c at the block's start, one rank-vector per row
     detail::chunk_codes<Format> out(end_row - first_row, k);
-    column_major weights(rows, B), adjusted(rows, B), errors(rows, B);
+    column_major weights(rows, B), adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows));
-    Eigen::VectorXf values(rows);
+    Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
       // every column's adjusted value with the carry at the block's start: w_j + g_j . c
@@ -261,17 +263,16 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
                         opt.scale_search ? h_diagonal.data() + s : nullptr, (first_row + static_cast<std::size_t>(i)) * k + block_start);
       for (Eigen::Index j = 0; j < len; ++j) {
         const std::size_t col = block_start + static_cast<std::size_t>(j);
-        out.quantize_column(col, adjusted.col(j).data(), codes.data(), values.data(), first_row * k + col, k, ctx);  // quantize
-        for (Eigen::Index i = 0; i < rows; ++i) {
-          out.codes[static_cast<std::size_t>(i)][col] = codes[static_cast<std::size_t>(i)];
-          q.dequantized(row0 + i, s + j) = values(i);
-          const float e = weights(i, j) - values(i);
-          errors(i, j) = std::isfinite(e) ? e : 0.0f;  // NaN/Inf stay in their block
-        }
+        out.quantize_column(col, adjusted.col(j).data(), codes.col(j).data(), values.col(j).data(), first_row * k + col, k, ctx);
+        // NaN/Inf stay in their block: their errors are not carried
+        errors.col(j) = (weights.col(j) - values.col(j)).unaryExpr([](float e) { return std::isfinite(e) ? e : 0.0f; });
         // the block's later columns take this column's error: + e_j (u_j . g_l), l > j
         if (j + 1 < len)
           adjusted.middleCols(j + 1, len - j - 1).noalias() += errors.col(j) * within.row(s + j).segment(j + 1, len - j - 1);
       }
+      q.dequantized.block(row0, s, rows, len) = values.leftCols(len);
+      for (Eigen::Index i = 0; i < rows; ++i)
+        for (Eigen::Index j = 0; j < len; ++j) out.codes[static_cast<std::size_t>(i)][block_start + static_cast<std::size_t>(j)] = codes(i, j);
       carry.noalias() += errors.leftCols(len) * u.middleRows(s, len);  // diffuse the block's errors forward
     }
     if (opt.sweeps > 0) detail::refine_chunk<Format>(w, first_row, model, u_rows, u_gram, opt.sweeps, ctx, out, q.dequantized);

@@ -88,12 +88,9 @@ double weighted_block_error(const float* v, const float* weight, std::size_t len
       q[j] = reference::dequantize_value<Format>(reference::quantize_value<Format>(v[j], bs, ctx, first_index + j), bs,
                                                  ctx.tensor_decode);
   }
-  double e = 0;
-  for (std::size_t j = 0; j < len; ++j) {
-    const double d = static_cast<double>(v[j]) - static_cast<double>(q[j]);
-    e += static_cast<double>(weight[j]) * d * d;
-  }
-  return e;
+  const Eigen::Index n = static_cast<Eigen::Index>(len);
+  const Eigen::Map<const Eigen::VectorXf> values(v, n), weights(weight, n), quantized(q, n);
+  return (weights.cast<double>().array() * (values.cast<double>() - quantized.cast<double>()).array().square()).sum();
 }
 
 /// Block-scale search: the scale the block's amax gives (the format's rule) or one of the codes
@@ -185,6 +182,14 @@ struct chunk_codes {
         if (bs.nan || (!Format::has_tensor_scale && bs.shared_exp > 126)) reference_value(i);
       }
     }
+  }
+
+  /// Whether a row's block b has a NaN scale (it keeps its codes 0).
+  bool has_nan_scale(std::size_t b) const {
+    if (!needs_reference_[b]) return false;
+    for (const auto& row : scales_in_use)
+      if (row[b].nan) return true;
+    return false;
   }
 
   /// Packs the chunk's rows into rows r0.. of the result.
