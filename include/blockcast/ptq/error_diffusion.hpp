@@ -148,23 +148,24 @@ namespace detail {
 /// column j, each row's error e_j moves to the grid point nearest the model's optimum
 ///     e_j* = (e_j |U_j|^2 - U_j . t) / (d_j + |U_j|^2),  t = U^T e,
 /// and the move is kept only if it lowers d_j e_j^2 + |t|^2 (docs/error_diffusion.md,
-/// "Refinement"). Block scales stay. FP64 throughout, so the error never rises. `u_rows`: U
-/// stored row by row (K x rank), made once for all chunks; `u_gram`: U_j . U_l within each
+/// "Refinement"). Block scales stay. FP64 throughout, so the error never rises. The chunk's
+/// weights and the pass's errors (w - q, 0 where not finite) come column-major from the pass.
+/// `u_rows`: U stored row by row (K x rank), made once for all chunks, with the squares of its
+/// rows `u_norm2`; `u_gram`: U_j . U_l within each
 /// block (within_block_products). U_j . t is one product per block, corrected within the
 /// block when a code moves; t is updated only then, which most codes do not.
 template <class Format>
-void refine_chunk(const matrix_ref& w, std::size_t first_row, const ed_model& model, const error_matrix& u_rows,
-                  const error_matrix& u_gram, unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out,
-                  matrix& dequantized) {
+void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& chunk_errors, std::size_t first_row,
+                  const ed_model& model, const error_matrix& u_rows, const error_matrix& u_gram, const Eigen::VectorXd& u_norm2,
+                  unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out, matrix& dequantized) {
   constexpr std::size_t B = Format::block_size;
-  const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = w.cols();
+  const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = chunk_weights.cols();
   const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
-  // column-major copies: a column's rows side by side, so that the per-column work is vector work
-  const Eigen::MatrixXd weights = w.middleRows(row0, rows).cast<double>();
-  Eigen::MatrixXd error = finite_errors(w.middleRows(row0, rows), dequantized.middleRows(row0, rows));
+  // column-major: a column's rows side by side, so that the per-column work is vector work
+  const Eigen::MatrixXd weights = chunk_weights.cast<double>();
+  Eigen::MatrixXd error = chunk_errors.cast<double>();
   error_matrix t = error * model.U;  // rows x rank
-  const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
   Eigen::MatrixXd ut(rows, static_cast<Eigen::Index>(B));  // U_j . t per row (column j of the block)
   Eigen::VectorXf targets(rows), values(rows);
   Eigen::VectorXd change(rows), new_error(rows), step(rows);
@@ -240,6 +241,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   const detail::error_matrix u_rows = opt.sweeps > 0 ? detail::error_matrix(model.U) : detail::error_matrix();
   const detail::error_matrix u_gram =
       opt.sweeps > 0 ? detail::within_block_products(u_rows, u_rows, B, false) : detail::error_matrix();
+  const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
   detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t first_row, std::size_t end_row) {
@@ -249,10 +251,16 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     column_major weights(rows, B), adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
     Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
+    // the chunk's weights column-major, copied row after row: reading a block of 32 rows at a
+    // time is 32 streams from memory, which the hardware prefetcher does not follow (the
+    // pass spent a fifth of its time there); the sweeps' errors, column-major
+    Eigen::MatrixXf chunk_weights(rows, w.cols()), chunk_errors(rows, opt.sweeps > 0 ? w.cols() : 0);
+    for (Eigen::Index i = 0; i < rows; ++i)
+      for (Eigen::Index c = 0; c < w.cols(); ++c) chunk_weights(i, c) = w(row0 + i, c);
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
       // every column's adjusted value with the carry at the block's start: w_j + g_j . c
-      weights.leftCols(len) = w.block(row0, s, rows, len);
+      weights.leftCols(len) = chunk_weights.middleCols(s, len);
       adjusted.leftCols(len).noalias() = carry * g.middleRows(s, len).transpose();
       adjusted.leftCols(len) += weights.leftCols(len);
       // the block's scale from those values or from its optimum
@@ -271,11 +279,14 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
           adjusted.middleCols(j + 1, len - j - 1).noalias() += errors.col(j) * within.row(s + j).segment(j + 1, len - j - 1);
       }
       q.dequantized.block(row0, s, rows, len) = values.leftCols(len);
+      if (opt.sweeps > 0) chunk_errors.middleCols(s, len) = errors.leftCols(len);
       for (Eigen::Index i = 0; i < rows; ++i)
         for (Eigen::Index j = 0; j < len; ++j) out.codes[static_cast<std::size_t>(i)][block_start + static_cast<std::size_t>(j)] = codes(i, j);
       carry.noalias() += errors.leftCols(len) * u.middleRows(s, len);  // diffuse the block's errors forward
     }
-    if (opt.sweeps > 0) detail::refine_chunk<Format>(w, first_row, model, u_rows, u_gram, opt.sweeps, ctx, out, q.dequantized);
+    if (opt.sweeps > 0)
+      detail::refine_chunk<Format>(chunk_weights, chunk_errors, first_row, model, u_rows, u_gram, u_norm2, opt.sweeps, ctx, out,
+                                   q.dequantized);
     out.store(q.packed, first_row);
   });
   return q;
