@@ -151,9 +151,9 @@ namespace detail {
 /// "Refinement"). Block scales stay. FP64 throughout, so the error never rises. The chunk's
 /// weights and the pass's errors (w - q, 0 where not finite) come column-major from the pass.
 /// `u_rows`: U stored row by row (K x rank), made once for all chunks, with the squares of its
-/// rows `u_norm2`; `u_gram`: U_j . U_l within each
-/// block (within_block_products). U_j . t is one product per block, corrected within the
-/// block when a code moves; t is updated only then, which most codes do not.
+/// rows `u_norm2`; `u_gram`: U_j . U_l within each block (within_block_products). U_j . t is
+/// one product per block, corrected within the block when a code moves; t is updated only
+/// then, which most codes do not.
 template <class Format>
 void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& chunk_errors, std::size_t first_row,
                   const ed_model& model, const error_matrix& u_rows, const error_matrix& u_gram, const Eigen::VectorXd& u_norm2,
@@ -248,7 +248,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
     fmat carry = fmat::Zero(rows, u.cols());  // c at the block's start, one rank-vector per row
     detail::chunk_codes<Format> out(end_row - first_row, k);
-    column_major weights(rows, B), adjusted(rows, B), errors(rows, B), values(rows, B);
+    column_major adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
     Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
     // the chunk's weights column-major, copied row after row: reading a block of 32 rows at a
@@ -260,12 +260,12 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
       // every column's adjusted value with the carry at the block's start: w_j + g_j . c
-      weights.leftCols(len) = chunk_weights.middleCols(s, len);
+      const auto weights = chunk_weights.middleCols(s, len);
       adjusted.leftCols(len).noalias() = carry * g.middleRows(s, len).transpose();
-      adjusted.leftCols(len) += weights.leftCols(len);
+      adjusted.leftCols(len) += weights;
       // the block's scale from those values or from its optimum
       if (opt.scale_from == ed_scale_source::adjusted) start.leftCols(len) = adjusted.leftCols(len);
-      else start.leftCols(len) = weights.leftCols(len) + carry * g_block.middleRows(s, len).transpose();
+      else start.leftCols(len) = weights + carry * g_block.middleRows(s, len).transpose();
       for (Eigen::Index i = 0; i < rows; ++i)
         out.start_block(static_cast<std::size_t>(i), block_start / B, start.row(i).data(), static_cast<std::size_t>(len), ctx,
                         opt.scale_search ? h_diagonal.data() + s : nullptr, (first_row + static_cast<std::size_t>(i)) * k + block_start);

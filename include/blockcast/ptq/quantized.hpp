@@ -69,6 +69,17 @@ quantized_matrix<Format> empty_result(const matrix_ref& w, const char* method, c
   return q;
 }
 
+/// Whether simd::kernels::quantize_lanes quantizes with block scale bs as the reference does
+/// (not a NaN scale, nor the E8M0 exponent 127), and the factor it takes for it.
+template <class Format>
+bool lanes_cover(const reference::block_scale& bs) {
+  return !bs.nan && (Format::has_tensor_scale || bs.shared_exp <= 126);
+}
+template <class Format>
+float lane_factor(const reference::block_scale& bs) {
+  return Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-std::min(bs.shared_exp, 126));
+}
+
 /// sum_j weight_j (v_j - q_j)^2 of a block quantized with scale bs (a NaN scale: infinite).
 template <class Format>
 double weighted_block_error(const float* v, const float* weight, std::size_t len, const reference::block_scale& bs,
@@ -76,11 +87,11 @@ double weighted_block_error(const float* v, const float* weight, std::size_t len
   if (bs.nan) return INFINITY;
   constexpr std::size_t B = Format::block_size;
   float q[B];
-  if (ctx.round != rounding::stochastic && (Format::has_tensor_scale || bs.shared_exp <= 126)) {
+  if (ctx.round != rounding::stochastic && lanes_cover<Format>(bs)) {
     // the block's values are finite (a non-finite one makes the scale NaN): the SIMD path
     float factor[B], scale[B];
     std::uint8_t codes[B];
-    std::fill(factor, factor + len, Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-bs.shared_exp));
+    std::fill(factor, factor + len, lane_factor<Format>(bs));
     std::fill(scale, scale + len, bs.value);
     simd::kernels<Format, simd::best_arch>::quantize_lanes(v, factor, scale, len, ctx, codes, q);
   } else {
@@ -142,9 +153,9 @@ struct chunk_codes {
     scales_in_use[i][b] = bs;
     // quantize_column's view: the rows of a block side by side
     const std::size_t lane = b * codes.size() + i;
-    lane_factor_[lane] = Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-std::min(bs.shared_exp, 126));
+    lane_factor_[lane] = lane_factor<Format>(bs);
     lane_scale_[lane] = bs.value;
-    if (bs.nan || (!Format::has_tensor_scale && bs.shared_exp > 126)) needs_reference_[b] = 1;
+    if (!lanes_cover<Format>(bs)) needs_reference_[b] = 1;
   }
 
   /// Quantizes value v of row i, column j (tensor index `index`) with its block's scale and
@@ -175,12 +186,7 @@ struct chunk_codes {
     }
     simd::kernels<Format, simd::best_arch>::quantize_lanes(v, lane_factor_.data() + b * n, lane_scale_.data() + b * n, n, ctx, c, q);
     for (std::size_t i = 0; i < n; ++i) {
-      if (!std::isfinite(v[i])) {
-        reference_value(i);
-      } else if (needs_reference_[b]) {
-        const auto& bs = scales_in_use[i][b];
-        if (bs.nan || (!Format::has_tensor_scale && bs.shared_exp > 126)) reference_value(i);
-      }
+      if (!std::isfinite(v[i]) || (needs_reference_[b] && !lanes_cover<Format>(scales_in_use[i][b]))) reference_value(i);
     }
   }
 
