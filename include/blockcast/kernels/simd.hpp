@@ -399,13 +399,12 @@ struct kernels {
       arch::narrow_bytes<Arch>(code, c);
     };
     std::size_t i = 0;
-    alignas(64) std::uint8_t bytes[lanes < 16 ? 16 : lanes];
-    for (; i + lanes <= n; i += lanes) {
-      one(in + i, factor + i, block_scale + i, bytes, values + i);
-      std::memcpy(codes + i, bytes, lanes);
-    }
+    // whole vectors straight to the output (narrow_bytes writes exactly `lanes` bytes); the
+    // tail through padded copies
+    for (; i + lanes <= n; i += lanes) one(in + i, factor + i, block_scale + i, codes + i, values + i);
     if (i == n) return;
     alignas(64) float x[lanes] = {}, f[lanes], s[lanes], v[lanes];
+    std::uint8_t bytes[lanes];
     std::fill(f, f + lanes, 1.0f);
     std::fill(s, s + lanes, 1.0f);
     std::copy(in + i, in + n, x);
