@@ -237,12 +237,11 @@ struct e2m1_sums {
                                        _mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
     return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
   }
-  /// Lane b = lanes 2b + 2b+1 of r[0] (b < 8) or of r[1].
+  /// Lane b = lanes 2b + 2b+1 of r[0] (b < 8) or of r[1]: packed to 16 bits (exact, as in
+  /// quad_totals) and the pairs added by vpmaddwd.
   static BLOCKCAST_INLINE __m512i pair_totals(const __m512i* r) {
-    const __m512 a = _mm512_castsi512_ps(r[0]), b = _mm512_castsi512_ps(r[1]);
     // quarter k: lane 0 block 2k, 1 block 2k+1, 2 block 8+2k, 3 block 9+2k
-    const __m512i f = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
-                                       _mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
+    const __m512i f = _mm512_madd_epi16(_mm512_packs_epi32(r[0], r[1]), _mm512_set1_epi16(1));
     return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15), f);
   }
   __m512i table_;
@@ -469,17 +468,18 @@ struct digit_sums {
 };
 #endif
 
-/// 16 UE4M3 block scales as FP32 (exact), NaN codes to NaN.
-BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, ue4m3) {
-  const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-  const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
-  // normal: exponent field e + 120, mantissa m at bit 20; subnormal (e = 0): m * 2^-9
-  const __m512 normal = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(magnitude, 20), _mm512_set1_epi32(120 << 23)));
-  const __m512 subnormal = _mm512_mul_ps(_mm512_cvtepi32_ps(magnitude), _mm512_set1_ps(1.0f / 512.0f));
-  __m512 v = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(magnitude, _mm512_set1_epi32(8)), normal, subnormal);
-  v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(magnitude, _mm512_set1_epi32(0x7f)),
-                         _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
+/// 16 UE4M3 block scales as FP32 (exact), NaN codes to NaN, each times 2^(8 - shift) (the
+/// caller's power of two, folded in). Through FP16: the magnitude's 4 exponent and 3 mantissa
+/// bits at FP16's bits 7-13 are the same number over 2^8 (exponent bias 15 against 7; FP16
+/// subnormals are E4M3's), and the sign bit goes to bit 15. vcvtph2ps converts exactly and
+/// does not consult DAZ; most of the work is on 16-bit lanes, half the width of FP32's.
+BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, ue4m3, __m512 times) {
+  const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  // c + (c & 0x80) carries the sign bit into bit 8, so that << 7 puts it at bit 15 and the
+  // magnitude at bits 7-13
+  const __m256i half = _mm256_slli_epi16(_mm256_add_epi16(c, _mm256_and_si256(c, _mm256_set1_epi16(0x80))), 7);
+  const __mmask16 nan = _mm256_cmpeq_epi16_mask(_mm256_or_si256(c, _mm256_set1_epi16(0x80)), _mm256_set1_epi16(0xff));
+  return _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), times), nan, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
 }
 
 /// x unchanged, opaque to the optimiser (keeps a product out of a fused multiply-add).
@@ -552,7 +552,8 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   using partials = __m512;
 
   explicit group_dot(int shift)
-      : shift_(_mm512_set1_ps(blockcast::detail::exp2i(-shift))), exponent_bias_(_mm512_set1_ps(static_cast<float>(127 + shift))) {}
+      : scale_shift_(_mm512_set1_ps(blockcast::detail::exp2i(8 - shift))),
+        exponent_bias_(_mm512_set1_ps(static_cast<float>(127 + shift))) {}
 
   /// p after `groups` groups of 16 blocks from p = +0: group g's codes at codes +
   /// g * group_bytes, its scales at scales + 16 g, its activations x.group(16 g).
@@ -618,8 +619,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
 
   /// sums * d_w, rounded once. E8M0: d_w = 2^(e - 127 - shift), so one vscalefps (exact
   /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent, set only when NaNScales
-  /// says the row has one); UE4M3: the decoded
-  /// scale times 2^-shift (exact), then the product.
+  /// says the row has one); UE4M3: the decoded scale times 2^-shift (exact), then the product.
   template <bool NaNScales>
   BLOCKCAST_INLINE __m512 times_weight_scales(__m512 sums, const std::uint8_t* scales) const {
     if constexpr (std::is_same_v<typename Format::scale_type, e8m0>) {
@@ -630,12 +630,13 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
                                       _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
       return _mm512_scalef_ps(sums, exponent);
     } else {
-      return _mm512_mul_ps(sums, _mm512_mul_ps(avx512::decode_scales(scales, typename Format::scale_type{}), shift_));
+      return _mm512_mul_ps(sums, avx512::decode_scales(scales, typename Format::scale_type{}, scale_shift_));
     }
   }
 
   sums_kernel kernel_;
-  __m512 shift_, exponent_bias_;
+  __m512 scale_shift_;     // UE4M3 scales: 2^(8 - shift), see decode_scales
+  __m512 exponent_bias_;   // E8M0 scales: 127 + shift
 };
 #endif
 
