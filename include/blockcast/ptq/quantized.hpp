@@ -30,8 +30,11 @@ struct quantized_matrix {
 namespace detail {
 
 // Rows are processed in chunks of this many, whatever the thread count: every result is a
-// function of its chunk alone, so it is identical for every number of threads.
-inline constexpr std::size_t row_chunk = 32;
+// function of its chunk alone, so it is identical for every number of threads. The per-column
+// kernels and the block products run on a chunk's rows side by side: 128 rows took ED 12%
+// less time than 32 at K = 4096 (one thread), 256 and 512 more (the chunk's copies leave the
+// L2).
+inline constexpr std::size_t row_chunk = 128;
 
 template <class F>
 void for_row_chunks(std::size_t rows, unsigned threads, F&& f) {
