@@ -251,9 +251,10 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     column_major adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
     Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
-    // the chunk's weights column-major, copied row after row: reading a block of 32 rows at a
-    // time is 32 streams from memory, which the hardware prefetcher does not follow (the
-    // pass spent a fifth of its time there); the sweeps' errors, column-major
+    // the chunk's weights column-major, copied row after row: reading a block of the chunk's
+    // rows at a time is one memory stream per row, which the hardware prefetcher does not
+    // follow (with 32-row chunks the pass spent a fifth of its time there); the sweeps'
+    // errors, column-major
     Eigen::MatrixXf chunk_weights(rows, w.cols()), chunk_errors(rows, opt.sweeps > 0 ? w.cols() : 0);
     for (Eigen::Index i = 0; i < rows; ++i)
       for (Eigen::Index c = 0; c < w.cols(); ++c) chunk_weights(i, c) = w(row0 + i, c);
