@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
         l.calibration = all_calibration.topRows(n_cal);
         std::fprintf(stderr, "[layer %s K=%d m=%d N=%d] statistics...", kind.c_str(), k, m, n_cal);
         auto t = clock_type::now();
-        const auto stats = ptq::input_stats::from(l.calibration, ptq::input_stats::default_sketch, 0, threads);
+        const auto stats = ptq::input_stats::from(l.calibration, ptq::input_stats::auto_sketch, 0, threads);
         const double stats_s = seconds_since(t);
         t = clock_type::now();
         const Eigen::MatrixXf factor = ptq::gptq_inverse_factor(l.calibration, ptq::default_damp, threads);

@@ -10,13 +10,13 @@
 namespace demo {
 
 struct method_options {
-  std::size_t sketch = blockcast::ptq::input_stats::default_sketch;  // ED's statistics
-  blockcast::ptq::ed_options ed;                                    // without cast: the demo's
+  std::size_t sketch = blockcast::ptq::input_stats::auto_sketch;  // ED's statistics
+  blockcast::ptq::ed_options ed;                                 // without cast: the demo's
   blockcast::ptq::gptq_options gptq;
 
   void add_to(CLI::App& app) {
-    app.add_option("--sketch", sketch, "ED's statistics: sketch size (K or more: exact H)")->capture_default_str();
-    app.add_option("--rank", ed.rank, "ED's rank (0: min(64, K); at most the sketch size)")->capture_default_str();
+    app.add_option("--sketch", sketch, "ED's statistics: sketch size (K or more: exact H; 0: exact while K <= 1024, else 128)")->capture_default_str();
+    app.add_option("--rank", ed.rank, "ED's rank (0: K when H is exact, else min(64, K); at most the sketch size)")->capture_default_str();
     app.add_option("--sweeps", ed.sweeps, "ED's refinement sweeps after the greedy pass")->capture_default_str();
     app.add_flag_callback("--no-scale-search", [this] { ed.scale_search = false; },
                           "ED takes each block's amax scale (default: the best of it and its neighbouring codes)");

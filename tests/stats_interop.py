@@ -4,7 +4,8 @@ path from them to a quantized checkpoint (issue: calibration at model scale).
 
 1. The test matrix Omega is the same bit for bit: statistics of the identity matrix are Omega
    itself in both languages (each product has one nonzero term, so no rounding), compared
-   bitwise for the sketched widths of examples/tiny_lm (256, 768) and an odd one.
+   bitwise for widths the default statistics sketch (1025, 2048: above the exact limit of
+   1024) and an odd one.
 2. The same inputs give the same statistics: random Gaussian inputs added in the same batches.
    Sums of x agree to float32 rounding of sums over a batch in another order (numpy vs
    Eigen), so the bound is relative 1e-5 of each tensor's largest value.
@@ -16,8 +17,9 @@ path from them to a quantized checkpoint (issue: calibration at model scale).
    the C++ demo checks the written checkpoint's weights bit for bit and its perplexity against
    ED run in process from the same file (--check-checkpoint). ED from Python's statistics and
    from C++'s is not the same bit for bit: a last-bit difference in H moves a near-tie, and
-   the carried error moves the codes after it in that row (measured with ED's defaults: 39
-   of 1.8 M stored bytes at MXFP4, none at NVFP4); the count is printed.
+   the carried error moves the codes after it in that row (measured with ED's defaults of
+   2026-12-03, exact statistics and up to all K directions: 403 of 1.8 M stored bytes at
+   MXFP4, 288 at NVFP4); the count is printed.
 5. llama.cpp importance matrices written from the same statistics (GGUF and legacy .dat):
    `blockcast quantize --method ed --calibration imatrix` writes the weights of ED from the
    diagonal model with scale search, bit for bit; GPTQ from one is refused.
@@ -99,17 +101,18 @@ def main():
     work = tempfile.mkdtemp(prefix="blockcast-stats-")
     try:
         # 1. Omega bit for bit
-        identity = {f"eye{k}": np.eye(k, dtype=np.float32) for k in (256, 300, 768)}
+        # (K above collect_stats.EXACT_CHANNELS: the default statistics are sketched there)
+        identity = {f"eye{k}": np.eye(k, dtype=np.float32) for k in (1025, 1300, 2048)}
         cpp, _ = cpp_stats(args.stats_tool, work, identity, 64)
         for name, x in identity.items():
             k = x.shape[1]
-            omega = collect_stats.test_matrix(k, min(k, collect_stats.DEFAULT_SKETCH)).astype(np.float64)
+            omega = collect_stats.test_matrix(k, collect_stats.sketch_for(k)).astype(np.float64)
             same = np.array_equal(cpp[name + ".input_moments"].view(np.uint64), omega.view(np.uint64))
             check(same, f"Omega ({k} x {omega.shape[1]}): C++'s statistics of the identity equal Python's test matrix bit for bit")
 
-        # 2. the same inputs, the same statistics (exact H at K = 100, sketched at 256 and 768)
+        # 2. the same inputs, the same statistics (exact H at K = 100 and 768, sketched at 1100)
         rng = np.random.default_rng(7)
-        inputs = {f"w{k}": rng.standard_normal((1000, k)).astype(np.float32) for k in (100, 256, 768)}
+        inputs = {f"w{k}": rng.standard_normal((1000, k)).astype(np.float32) for k in (100, 768, 1100)}
         py = python_stats(inputs, 250)
         collect_stats.write(os.path.join(work, "py.safetensors"), py)
         cpp_stats(args.stats_tool, work, inputs, 250)

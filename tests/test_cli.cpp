@@ -485,17 +485,18 @@ TEST_CASE("cli formats lists every preset", "[cli]") {
 
 TEST_CASE("cli quantize: --calibration takes stored input statistics as well as raw inputs", "[cli][input_stats]") {
   const std::string dir = fresh_dir();
-  // fc: K = 70 (statistics exact with the default sketch of 128); wide: K = 200 (sketched)
-  const ptq::matrix fc = random_matrix(5, 70, 2), wide = random_matrix(6, 200, 7);
-  const ptq::matrix fc_inputs = random_matrix(300, 70, 6), wide_inputs = random_matrix(400, 200, 8);
+  // fc: K = 70 (the default statistics are exact up to K = 1024); wide: K = 1100 (sketched)
+  constexpr std::size_t wide_k = ptq::input_stats::exact_channels + 76;
+  const ptq::matrix fc = random_matrix(5, 70, 2), wide = random_matrix(6, wide_k, 7);
+  const ptq::matrix fc_inputs = random_matrix(300, 70, 6), wide_inputs = random_matrix(400, wide_k, 8);
   {
     io::safetensors_writer out(dir + "/model.safetensors");
     add(out, "fc.weight", fc, {5, 70});
-    add(out, "wide.weight", wide, {6, 200});
+    add(out, "wide.weight", wide, {6, wide_k});
     out.commit();
     io::safetensors_writer raw(dir + "/inputs.safetensors");
     add(raw, "fc.weight.inputs", fc_inputs, {300, 70});
-    add(raw, "wide.weight.inputs", wide_inputs, {400, 200});
+    add(raw, "wide.weight.inputs", wide_inputs, {400, wide_k});
     raw.commit();
     io::safetensors_writer stats(dir + "/stats.safetensors");
     io::add_input_stats(stats, "fc.weight", ptq::input_stats::from(fc_inputs));

@@ -87,6 +87,49 @@ TEST_CASE("the sketch finds the principal directions; exact when K <= sketch", "
   CHECK((top.transpose() * q).norm() / std::sqrt(8.0) > 0.99);  // principal angles near 0
 }
 
+TEST_CASE("default statistics: exact H up to K = 1024, sketched above; the default rank spends K x rank <= 64 x 4096",
+          "[ptq]") {
+  using stats = ptq::input_stats;
+  for (const std::size_t k : {std::size_t{1}, std::size_t{64}, std::size_t{200}, stats::exact_channels}) {
+    INFO("K = " << k);
+    const stats s(k);
+    CHECK(s.exact());
+    CHECK(s.sketch_size() == k);
+    CHECK(s.default_model_rank() == std::min(k, stats::rank_budget / k));
+  }
+  CHECK(stats(512).default_model_rank() == 512);    // all directions up to K = 512
+  CHECK(stats(1024).default_model_rank() == 256);
+  const stats above(stats::exact_channels + 1);
+  CHECK_FALSE(above.exact());
+  CHECK(above.sketch_size() == stats::default_sketch);
+  CHECK(above.default_model_rank() == ptq::default_rank);
+  CHECK(stats(100, 32).sketch_size() == 32);  // an explicit sketch size is kept
+  CHECK_FALSE(stats(100, 32).exact());
+
+  // From an exact H a rank below K/2 is the Nystrom model of 2 x rank columns: the top-8
+  // subspace of a rank-8-plus-noise H is captured, and the model is H's within its rank
+  const layer l = make_layer(4, 600, 8, 3);
+  const auto exact = stats::from(l.calibration);
+  REQUIRE(exact.exact());
+  const Eigen::MatrixXd x = l.calibration.cast<double>();
+  const Eigen::MatrixXd h = x.transpose() * x / static_cast<double>(x.rows());
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(h);
+  const Eigen::MatrixXd top = eig.eigenvectors().rightCols(8);
+  const auto m = exact.model(8);
+  REQUIRE(m.U.cols() == 8);
+  const Eigen::MatrixXd q = m.U.householderQr().householderQ() * Eigen::MatrixXd::Identity(600, 8);
+  const double alignment = (top.transpose() * q).norm() / std::sqrt(8.0);
+  INFO("alignment of the top-8 subspaces " << alignment);
+  CHECK(alignment > 0.99);
+  // and its energy is at most the top eigenvalues' (a Nystrom approximation lies below H),
+  // short of it by no more than twice the energy of H's other directions (Nystrom's bound)
+  const double energy = m.U.squaredNorm(), top_energy = eig.eigenvalues().tail(8).sum();
+  const double tail_energy = eig.eigenvalues().head(600 - 8).sum();
+  INFO("energy " << energy << ", top-8 eigenvalues " << top_energy << ", the others " << tail_energy);
+  CHECK(energy <= top_energy * (1 + 1e-9));
+  CHECK(top_energy - energy <= 2 * tail_energy);
+}
+
 TEST_CASE("ED with zero carry returns representable weights unchanged", "[ptq]") {
   // every row is MXFP4 grid values times a power of two: RTN is exact, no error to diffuse
   std::mt19937 rng(4);
@@ -139,16 +182,18 @@ TEST_CASE("ED beats RTN on the inputs its statistics came from and approaches GP
     const layer l = make_layer(64, 256, 16, 6, relu);
     const auto stats = ptq::input_stats::from(l.calibration);
     const double rtn = ptq::output_mse(l.w, ptq::rtn<bc::mxfp4>(l.w).dequantized, l.evaluation);
-    ptq::ed_options big;
-    big.rank = 128;  // = the sketch size; K = 256
+    REQUIRE(stats.exact());  // K = 256: the default rank is all 256 directions
+    ptq::ed_options small;
+    small.rank = 64;
     const double ed = ptq::output_mse(l.w, ptq::error_diffusion<bc::mxfp4>(l.w, stats).dequantized, l.evaluation);
-    const double ed_big = ptq::output_mse(l.w, ptq::error_diffusion<bc::mxfp4>(l.w, stats, big).dequantized, l.evaluation);
+    const double ed_small = ptq::output_mse(l.w, ptq::error_diffusion<bc::mxfp4>(l.w, stats, small).dequantized, l.evaluation);
     const double gptq = ptq::output_mse(l.w, ptq::gptq<bc::mxfp4>(l.w, l.calibration).dequantized, l.evaluation);
-    INFO("relu " << relu << ": RTN " << rtn << " ED " << ed << " ED(r=128) " << ed_big << " GPTQ " << gptq);
-    CHECK(ed < 0.9 * rtn);     // stated margin: at least 10% better than RTN here
+    INFO("relu " << relu << ": RTN " << rtn << " ED " << ed << " ED(r=64) " << ed_small << " GPTQ " << gptq);
+    CHECK(ed < 0.9 * rtn);        // stated margin: at least 10% better than RTN here
+    CHECK(ed_small < 0.9 * rtn);
     CHECK(gptq < rtn);
-    CHECK(ed_big <= ed * 1.02);  // larger r is not worse (2% for the sketch's noise)
-    CHECK(ed_big <= gptq * 1.15);  // approaches GPTQ
+    CHECK(ed <= ed_small * 1.02);  // larger r is not worse (2% for the evaluation sample's noise)
+    CHECK(ed <= gptq * 1.15);      // approaches GPTQ
   }
 }
 

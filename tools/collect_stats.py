@@ -11,7 +11,7 @@ same inputs, up to the rounding of float products summed in another order
 
 As a library:
 
-    stats = collect_stats.Collector(model, sketch=128, seed=0)
+    stats = collect_stats.Collector(model, seed=0)  # sketch=None: the C++ default rule
     for batch in batches:
         model(batch)            # the hooks see every Linear's input
     stats.write("stats.safetensors")
@@ -34,7 +34,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 
 VERSION = "1"
+# The default sketch rule of ptq::input_stats (sketch_for): H exactly while K <= EXACT_CHANNELS,
+# a sketch of DEFAULT_SKETCH columns above. sketch=None asks for it.
+EXACT_CHANNELS = 1024
 DEFAULT_SKETCH = 128
+
+
+def sketch_for(k):
+    return k if k <= EXACT_CHANNELS else DEFAULT_SKETCH
 M32 = 0xFFFFFFFF
 
 
@@ -90,10 +97,10 @@ def _test_matrix(k, s, seed):
 class Stats:
     """ptq::input_stats for one layer: sums in float64, products in float32 as in C++."""
 
-    def __init__(self, k, sketch=DEFAULT_SKETCH, seed=0):
+    def __init__(self, k, sketch=None, seed=0):
         self.k, self.seed = k, seed
-        self.s = min(sketch, k)
-        self.exact = k <= sketch
+        self.s = min(sketch_for(k) if sketch is None else sketch, k)
+        self.exact = self.s == k
         self.count = 0
         self.sum = np.zeros(k)
         self.sum_sq = np.zeros(k)
@@ -114,7 +121,7 @@ class Stats:
 class Collector:
     """Hooks every nn.Linear of `model`; its statistics are keyed by "<module>.weight"."""
 
-    def __init__(self, model, sketch=DEFAULT_SKETCH, seed=0, include=lambda name: True):
+    def __init__(self, model, sketch=None, seed=0, include=lambda name: True):
         import torch.nn as nn
         self.stats, self.handles = {}, []
         for name, module in model.named_modules():
@@ -155,7 +162,8 @@ def main():
     ap.add_argument("--tiny-lm", required=True, help="examples/tiny_lm's model directory (loads it with train.py's code)")
     ap.add_argument("--text", required=True, help="calibration text, cut into windows of the model's context")
     ap.add_argument("--bytes", type=int, default=16384, help="how much of the text")
-    ap.add_argument("--sketch", type=int, default=DEFAULT_SKETCH)
+    ap.add_argument("--sketch", type=int, default=None,
+                    help=f"sketch size (default: exact H while K <= {EXACT_CHANNELS}, else {DEFAULT_SKETCH})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()

@@ -166,7 +166,7 @@ struct method_plan {
 
 inline method_plan plan_method(cli::method method, const ptq::matrix* inputs, unsigned threads) {
   method_plan plan{method, inputs, {}, {}};
-  if (method == method::ed) plan.ed = ptq::input_stats::from(*inputs, ptq::input_stats::default_sketch, 0, threads).model();
+  if (method == method::ed) plan.ed = ptq::input_stats::from(*inputs, ptq::input_stats::auto_sketch, 0, threads).model();
   if (method == method::gptq) plan.gptq_factor = ptq::gptq_inverse_factor(*inputs, ptq::gptq_options{}.damp, threads);
   return plan;
 }

@@ -10,8 +10,9 @@ namespace blockcast::ptq {
 /// reference value): it keeps H invertible and the greedy updates bounded.
 inline constexpr double default_damp = 0.01;
 
-/// ED's rank r when none is asked for (at most K and the sketch size): the number of principal
-/// directions of the inputs the model keeps beside its diagonal.
+/// ED's rank r on sketched statistics when none is asked for (at most K): the number of
+/// principal directions of the inputs the model keeps beside its diagonal. On exact
+/// statistics (K <= input_stats::exact_channels by default) ED keeps all K.
 inline constexpr std::size_t default_rank = 64;
 
 }  // namespace blockcast::ptq

@@ -44,7 +44,7 @@ enum class ed_scale_source {
 };
 
 struct ed_options {
-  std::size_t rank = 0;         ///< directions of H modelled; 0 = default_rank (at most K)
+  std::size_t rank = 0;         ///< directions of H modelled; 0 = input_stats::default_model_rank()
   double damp = default_damp;   ///< residual-diagonal damping, a fraction of mean(diag H) (as GPTQ)
   cast_options cast;            ///< the format's rounding and scale rule; cast.threads splits rows
   /// Block-scale search: each block's scale is the amax scale or a neighbouring code,

@@ -8,8 +8,10 @@
 // NeurIPS 2017): with a fixed Gaussian test matrix Omega (K x s) it accumulates
 //     Z = sum_n x_n (x_n^T Omega)  =  N H Omega,
 // which is linear in the data: batches add, and statistics from several threads merge by
-// addition. Memory O(K s), cost O(K s) per sample (s = 128 by default, the oversampled
-// 2 x default_rank). When K <= s the test matrix is the identity and Z is N H exactly.
+// addition. Memory O(K s), cost O(K s) per sample. When K <= s the test matrix is the
+// identity and Z is N H exactly. By default H is held exactly while K <= 1024 (8 MB of FP64;
+// the pass can then afford all K directions) and sketched with s = 128 (the oversampled
+// 2 x default_rank) above: docs/error_diffusion.md, "The statistics".
 // model() turns the statistics into the diagonal-plus-low-rank model ED uses:
 //     H ~ D + U U^T,  U: K x rank top principal directions scaled by their singular values,
 //     d_k = max(H_kk - |U_k|^2, 0) + damp * mean(diag H).
@@ -50,14 +52,26 @@ struct input_stats_state {
 
 class input_stats {
  public:
-  static constexpr std::size_t default_sketch = 128;
+  /// The sketch size argument that asks for the default rule, sketch_for(K).
+  static constexpr std::size_t auto_sketch = 0;
+  /// The largest K whose H the default statistics hold exactly (K x K in FP64: 8 MB).
+  static constexpr std::size_t exact_channels = 1024;
+  /// The sketch size above exact_channels: the oversampled 2 x default_rank.
+  static constexpr std::size_t default_sketch = 2 * default_rank;
+  /// The default sketch size for K channels: K (exact H) up to exact_channels, else
+  /// default_sketch. Memory then stays at most 8 MB of FP64 up to K = 8192, O(K) beyond.
+  static constexpr std::size_t sketch_for(std::size_t channels) {
+    return channels <= exact_channels ? channels : default_sketch;
+  }
 
-  /// Empty statistics for K input channels. All statistics that are merged must share K,
-  /// sketch size and seed.
-  explicit input_stats(std::size_t channels, std::size_t sketch = default_sketch, std::uint64_t seed = 0)
-      : k_(channels), s_(std::min(sketch, channels)), seed_(seed), exact_(channels <= sketch) {
+  /// Empty statistics for K input channels (sketch auto_sketch: sketch_for(K)). All
+  /// statistics that are merged must share K, sketch size and seed.
+  explicit input_stats(std::size_t channels, std::size_t sketch = auto_sketch, std::uint64_t seed = 0)
+      : k_(channels),
+        s_(std::min(sketch == auto_sketch ? sketch_for(channels) : sketch, channels)),
+        seed_(seed),
+        exact_(s_ == channels) {
     if (channels == 0) blockcast::detail::fail<shape_error>("input_stats: K must be >= 1");
-    if (sketch == 0) blockcast::detail::fail<shape_error>("input_stats: sketch size must be >= 1");
     sum_.setZero(static_cast<Eigen::Index>(k_));
     sum_sq_.setZero(static_cast<Eigen::Index>(k_));
     z_.setZero(static_cast<Eigen::Index>(k_), static_cast<Eigen::Index>(s_));
@@ -67,7 +81,7 @@ class input_stats {
   /// Statistics of the rows of X (N samples x K channels), sketched in a fixed split of the
   /// samples (8 parts, merged in order, whatever the thread count: the result does not
   /// depend on `threads`, which only run the parts in parallel).
-  static input_stats from(const matrix_ref& x, std::size_t sketch = default_sketch, std::uint64_t seed = 0,
+  static input_stats from(const matrix_ref& x, std::size_t sketch = auto_sketch, std::uint64_t seed = 0,
                           unsigned threads = 1) {
     detail::require_nonempty(x, "the calibration input", "input_stats::from");
     const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(8, n);
@@ -144,10 +158,23 @@ class input_stats {
   Eigen::VectorXd mean() const { return sum_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
   Eigen::VectorXd mean_square() const { return sum_sq_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
 
-  /// The ED model of `rank` directions (0: default_rank; at most K and the sketch size).
+  /// What model(0)'s pass may spend per weight row on exact statistics, K x rank: what
+  /// default_rank costs at K = 4096, so that no layer costs more per weight than that one.
+  static constexpr std::size_t rank_budget = default_rank * 4096;
+
+  /// The rank model(0) takes: on exact statistics min(K, rank_budget / K) (all K directions
+  /// up to K = 512, 256 at K = 1024), on sketched ones min(default_rank, K).
+  std::size_t default_model_rank() const {
+    return exact_ ? std::min(k_, rank_budget / k_) : std::min(default_rank, k_);
+  }
+
+  /// The ED model of `rank` directions (0: default_model_rank(); at most K and the sketch
+  /// size). From an exact H, a rank of K/2 or more takes H's eigendecomposition (O(K^3)); a
+  /// smaller one the Nystrom approximation from H Omega with 2 x rank columns, as sketched
+  /// statistics would give (O(K^2 rank)).
   ed_model model(std::size_t rank = 0, double damp = default_damp) const {
     if (count_ == 0) blockcast::detail::fail<shape_error>("input_stats::model: no samples were added");
-    rank = std::min(rank == 0 ? std::min(default_rank, k_) : rank, s_);
+    rank = std::min(rank == 0 ? default_model_rank() : rank, s_);
     const auto channels = static_cast<Eigen::Index>(k_), directions = static_cast<Eigen::Index>(rank);
     const Eigen::VectorXd diag = mean_square();
     ed_model m;
@@ -160,7 +187,8 @@ class input_stats {
     const double n = static_cast<double>(count_);
     Eigen::MatrixXd basis;   // K x s orthonormal
     Eigen::VectorXd lambda;  // s eigenvalues of H's approximation, descending
-    if (exact_) {
+    const bool eigensolver = exact_ && 2 * rank >= k_;
+    if (eigensolver) {
       const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(z_ / n);
       if (eig.info() != Eigen::Success)
         blockcast::detail::fail<invalid_argument>("input_stats::model: the eigensolver of H (K = " + std::to_string(k_) +
@@ -170,9 +198,10 @@ class input_stats {
     } else {
       // Nystrom: H ~ Y (Omega^T Y)^+ Y^T with Y = H Omega, stabilised by a small shift nu.
       // Y is accumulated from FP32 products (add), so its rounding is FP32's: the shift is
-      // sized to FP32's epsilon, or Omega^T Y of a near-singular H is indefinite by rounding
-      const Eigen::MatrixXd om = omega_.cast<double>();
-      const Eigen::MatrixXd y0 = z_ / n;
+      // sized to FP32's epsilon, or Omega^T Y of a near-singular H is indefinite by rounding.
+      // From an exact H, Omega has 2 x rank columns, drawn as a sketch of that size draws it
+      const Eigen::MatrixXd om = (exact_ ? test_matrix(k_, 2 * rank, seed_) : omega_).cast<double>();
+      const Eigen::MatrixXd y0 = exact_ ? Eigen::MatrixXd(z_ * om / n) : Eigen::MatrixXd(z_ / n);
       const double nu = std::sqrt(static_cast<double>(k_)) * 1.2e-7 * y0.norm();
       const Eigen::MatrixXd y = y0 + nu * om;
       Eigen::MatrixXd core = om.transpose() * y;
@@ -182,7 +211,7 @@ class input_stats {
       // failure means the statistics are corrupt, and the model would be NaN
       if (llt.info() != Eigen::Success)
         blockcast::detail::fail<invalid_argument>("input_stats::model: the sketch's core matrix Omega^T H Omega (K = " +
-                                                  std::to_string(k_) + ", sketch " + std::to_string(s_) +
+                                                  std::to_string(k_) + ", sketch " + std::to_string(om.cols()) +
                                                   ") is not positive definite; the statistics are corrupt");
       // F = Y L^{-T}  (H_nys = F F^T); its left singular vectors from the small Gram matrix
       const Eigen::MatrixXd f = llt.matrixL().solve(y.transpose()).transpose();
