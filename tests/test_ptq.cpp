@@ -87,22 +87,32 @@ TEST_CASE("the sketch finds the principal directions; exact when K <= sketch", "
   CHECK((top.transpose() * q).norm() / std::sqrt(8.0) > 0.99);  // principal angles near 0
 }
 
-TEST_CASE("default statistics: exact H up to K = 1024, sketched above; the default rank spends K x rank <= 64 x 4096",
-          "[ptq]") {
+TEST_CASE("default statistics: exact H up to K = 1024, sketched above; the default rank spends K x rank <= 64 x 4096 "
+          "and has 4 samples per direction", "[ptq]") {
   using stats = ptq::input_stats;
+  // statistics of K channels that have seen n samples (all zero: only the count matters here)
+  auto seen = [](std::size_t k, std::size_t n) {
+    ptq::input_stats_state st = stats(k).state();
+    st.count = n;
+    return stats::from_state(st);
+  };
+  const std::size_t many = 1u << 20;
   for (const std::size_t k : {std::size_t{1}, std::size_t{64}, std::size_t{200}, stats::exact_channels}) {
     INFO("K = " << k);
-    const stats s(k);
+    const stats s = seen(k, many);
     CHECK(s.exact());
     CHECK(s.sketch_size() == k);
     CHECK(s.default_model_rank() == std::min(k, stats::rank_budget / k));
   }
-  CHECK(stats(512).default_model_rank() == 512);    // all directions up to K = 512
-  CHECK(stats(1024).default_model_rank() == 256);
-  const stats above(stats::exact_channels + 1);
+  CHECK(seen(512, many).default_model_rank() == 512);  // all directions up to K = 512
+  CHECK(seen(1024, many).default_model_rank() == 256);
+  CHECK(seen(256, 256).default_model_rank() == 64);    // N = K: 4 samples per direction
+  CHECK(seen(256, 3).default_model_rank() == 1);
+  const stats above = seen(stats::exact_channels + 1, many);
   CHECK_FALSE(above.exact());
   CHECK(above.sketch_size() == stats::default_sketch);
   CHECK(above.default_model_rank() == ptq::default_rank);
+  CHECK(seen(4096, 128).default_model_rank() == 32);
   CHECK(stats(100, 32).sketch_size() == 32);  // an explicit sketch size is kept
   CHECK_FALSE(stats(100, 32).exact());
 

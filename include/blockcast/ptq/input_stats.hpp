@@ -161,11 +161,17 @@ class input_stats {
   /// What model(0)'s pass may spend per weight row on exact statistics, K x rank: what
   /// default_rank costs at K = 4096, so that no layer costs more per weight than that one.
   static constexpr std::size_t rank_budget = default_rank * 4096;
+  /// Calibration samples model(0) asks for per modelled direction. With fewer, H's smaller
+  /// directions are mostly the sample's noise, and a pass that follows them overfits the
+  /// calibration sample as GPTQ's inverse Hessian does at N close to K.
+  static constexpr std::size_t samples_per_direction = 4;
 
-  /// The rank model(0) takes: on exact statistics min(K, rank_budget / K) (all K directions
-  /// up to K = 512, 256 at K = 1024), on sketched ones min(default_rank, K).
+  /// The rank model(0) takes: min(K, rank_budget / K) on exact statistics (all K directions up
+  /// to K = 512, 256 at K = 1024), min(default_rank, K) on sketched ones; in both cases at
+  /// most N / samples_per_direction (and at least 1).
   std::size_t default_model_rank() const {
-    return exact_ ? std::min(k_, rank_budget / k_) : std::min(default_rank, k_);
+    const std::size_t affordable = exact_ ? std::min(k_, rank_budget / k_) : std::min(default_rank, k_);
+    return std::max<std::size_t>(1, std::min(affordable, count_ / samples_per_direction));
   }
 
   /// The ED model of `rank` directions (0: default_model_rank(); at most K and the sketch
