@@ -10,8 +10,8 @@
 // which is linear in the data: batches add, and statistics from several threads merge by
 // addition. Memory O(K s), cost O(K s) per sample. When K <= s the test matrix is the
 // identity and Z is N H exactly. By default H is held exactly while K <= 1024 (8 MB of FP64;
-// the pass can then afford all K directions) and sketched with s = 128 (the oversampled
-// 2 x default_rank) above: docs/error_diffusion.md, "The statistics".
+// the pass can afford more than 64 directions there) and sketched with s = 128 (the
+// oversampled 2 x default_rank) above: docs/error_diffusion.md, "The statistics".
 // model() turns the statistics into the diagonal-plus-low-rank model ED uses:
 //     H ~ D + U U^T,  U: K x rank top principal directions scaled by their singular values,
 //     d_k = max(H_kk - |U_k|^2, 0) + damp * mean(diag H).
