@@ -16,7 +16,7 @@ struct method_options {
 
   void add_to(CLI::App& app) {
     app.add_option("--sketch", sketch, "ED's statistics: sketch size (K or more: exact H; 0: exact while K <= 1024, else 128)")->capture_default_str();
-    app.add_option("--rank", ed.rank, "ED's rank (0: K when H is exact, else min(64, K); at most the sketch size)")->capture_default_str();
+    app.add_option("--rank", ed.rank, "ED's rank (0: min(K, 64 x 4096 / K) on exact H, else min(64, K); both at most N / 4 and the sketch size)")->capture_default_str();
     app.add_option("--sweeps", ed.sweeps, "ED's refinement sweeps after the greedy pass")->capture_default_str();
     app.add_flag_callback("--no-scale-search", [this] { ed.scale_search = false; },
                           "ED takes each block's amax scale (default: the best of it and its neighbouring codes)");

@@ -42,6 +42,8 @@ DEFAULT_SKETCH = 128
 
 def sketch_for(k):
     return k if k <= EXACT_CHANNELS else DEFAULT_SKETCH
+
+
 M32 = 0xFFFFFFFF
 
 
@@ -99,7 +101,7 @@ class Stats:
 
     def __init__(self, k, sketch=None, seed=0):
         self.k, self.seed = k, seed
-        self.s = min(sketch_for(k) if sketch is None else sketch, k)
+        self.s = min(sketch if sketch else sketch_for(k), k)  # None or 0: the default rule, as in C++
         self.exact = self.s == k
         self.count = 0
         self.sum = np.zeros(k)
