@@ -153,27 +153,25 @@ namespace detail {
 /// `u_rows`: U stored row by row (K x rank), made once for all chunks, with the squares of its
 /// rows `u_norm2`; `u_gram`: U_j . U_l within each block (within_block_products). U_j . t is
 /// one product per block, corrected within the block when a code moves; t is updated only
-/// then, which most codes do not.
+/// then, which most codes do not. `error`: the caller's buffer for the errors in FP64.
 template <class Format>
 void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& chunk_errors, std::size_t first_row,
                   const ed_model& model, const error_matrix& u_rows, const error_matrix& u_gram, const Eigen::VectorXd& u_norm2,
-                  unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out, matrix& dequantized) {
+                  unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out, Eigen::MatrixXd& error) {
   constexpr std::size_t B = Format::block_size;
   const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = chunk_weights.cols();
-  const Eigen::Index row0 = static_cast<Eigen::Index>(first_row);
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
   // column-major: a column's rows side by side, so that the per-column work is vector work
-  const Eigen::MatrixXd weights = chunk_weights.cast<double>();
-  Eigen::MatrixXd error = chunk_errors.cast<double>();
+  error = chunk_errors.cast<double>();
   error_matrix t = error * model.U;  // rows x rank
   Eigen::MatrixXd ut(rows, static_cast<Eigen::Index>(B));  // U_j . t per row (column j of the block)
   Eigen::VectorXf targets(rows), values(rows);
   Eigen::VectorXd change(rows), new_error(rows), step(rows);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows));
   // rows whose block has a NaN scale, or whose weight is not finite, stay as they are
-  const bool all_finite = weights.allFinite();
+  const bool all_finite = chunk_weights.allFinite();
   auto skipped = [&](Eigen::Index i, std::size_t block, Eigen::Index col) {
-    return out.scales_in_use[static_cast<std::size_t>(i)][block].nan || !std::isfinite(weights(i, col));
+    return out.scales_in_use[static_cast<std::size_t>(i)][block].nan || !std::isfinite(chunk_weights(i, col));
   };
   for (unsigned sweep = 0; sweep < sweeps; ++sweep) {
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
@@ -186,15 +184,16 @@ void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& c
       for (Eigen::Index j = 0; j < len; ++j) {
         const Eigen::Index col = s + j;
         const double d = model.d(col), a = u_norm2(col);
+        const auto weights = chunk_weights.col(col).cast<double>();
         // every row's value at the model's optimum e_j*, quantized with its block's scale
-        targets = (weights.col(col) - (error.col(col) * a - ut.col(j)) / (d + a)).cast<float>();
+        targets = (weights - (error.col(col) * a - ut.col(j)) / (d + a)).cast<float>();
         if (any_skipped)
           for (Eigen::Index i = 0; i < rows; ++i)
             if (skipped(i, block, col)) targets(i) = 0.0f;
         out.quantize_column(static_cast<std::size_t>(col), targets.data(), codes.data(), values.data(),
                             first_row * k + static_cast<std::uint64_t>(col), k, ctx);
         // the change of d_j e_j^2 + |t|^2 if the row's error moves by step
-        new_error = weights.col(col) - values.cast<double>();
+        new_error = weights - values.cast<double>();
         step = new_error - error.col(col);
         change = d * (new_error.array().square() - error.col(col).array().square()) +
                  step.array() * (2.0 * ut.col(j).array() + step.array() * a);
@@ -203,7 +202,6 @@ void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& c
           const std::size_t row = static_cast<std::size_t>(i);
           const double moved = step(i);
           out.codes[row][static_cast<std::size_t>(col)] = codes[row];
-          dequantized(row0 + i, col) = values(i);
           error(i, col) = new_error(i);
           t.row(i) += moved * u_rows.row(col);
           if (j + 1 < len) ut.row(i).segment(j + 1, len - j - 1) += moved * u_gram.row(col).segment(j + 1, len - j - 1);
@@ -244,20 +242,31 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   const Eigen::VectorXd u_norm2 = model.U.rowwise().squaredNorm();
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
-  detail::for_row_chunks(m, opt.cast.threads, [&](std::size_t first_row, std::size_t end_row) {
+  // a chunk's weights and the pass's errors (rows x K, column-major), and the sweeps' errors
+  struct chunk_buffers {
+    column_major weights, errors;
+    Eigen::MatrixXd sweep_errors;
+  };
+  detail::for_row_chunks(m, opt.cast.threads, [] { return chunk_buffers{}; }, [&](chunk_buffers& buffers, std::size_t first_row, std::size_t end_row) {
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
     fmat carry = fmat::Zero(rows, u.cols());  // c at the block's start, one rank-vector per row
     detail::chunk_codes<Format> out(end_row - first_row, k);
     column_major adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
     Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
-    // the chunk's weights column-major, copied row after row: reading a block of the chunk's
-    // rows at a time is one memory stream per row, which the hardware prefetcher does not
-    // follow (with 32-row chunks the pass spent a fifth of its time there); the sweeps'
-    // errors, column-major
-    Eigen::MatrixXf chunk_weights(rows, w.cols()), chunk_errors(rows, opt.sweeps > 0 ? w.cols() : 0);
-    for (Eigen::Index i = 0; i < rows; ++i)
-      for (Eigen::Index c = 0; c < w.cols(); ++c) chunk_weights(i, c) = w(row0 + i, c);
+    // the chunk's weights column-major, copied 16 columns at a time so that the rows' lines
+    // stay in L1 while the columns are written (copied element by element along each row,
+    // every write missed the L2 and the copy took a fifth of the pass); the sweeps' errors,
+    // column-major
+    column_major& chunk_weights = buffers.weights;
+    column_major& chunk_errors = buffers.errors;
+    chunk_weights.resize(rows, w.cols());
+    chunk_errors.resize(rows, opt.sweeps > 0 ? w.cols() : 0);
+    constexpr Eigen::Index copy_columns = 16;
+    for (Eigen::Index c = 0; c < w.cols(); c += copy_columns) {
+      const Eigen::Index n = std::min(copy_columns, w.cols() - c);
+      chunk_weights.middleCols(c, n) = w.block(row0, c, rows, n);
+    }
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
       // every column's adjusted value with the carry at the block's start: w_j + g_j . c
@@ -279,7 +288,6 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
         if (j + 1 < len)
           adjusted.middleCols(j + 1, len - j - 1).noalias() += errors.col(j) * within.row(s + j).segment(j + 1, len - j - 1);
       }
-      q.dequantized.block(row0, s, rows, len) = values.leftCols(len);
       if (opt.sweeps > 0) chunk_errors.middleCols(s, len) = errors.leftCols(len);
       for (Eigen::Index i = 0; i < rows; ++i)
         for (Eigen::Index j = 0; j < len; ++j) out.codes[static_cast<std::size_t>(i)][block_start + static_cast<std::size_t>(j)] = codes(i, j);
@@ -287,8 +295,9 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     }
     if (opt.sweeps > 0)
       detail::refine_chunk<Format>(chunk_weights, chunk_errors, first_row, model, u_rows, u_gram, u_norm2, opt.sweeps, ctx, out,
-                                   q.dequantized);
+                                   buffers.sweep_errors);
     out.store(q.packed, first_row);
+    detail::decode_rows(q, first_row, end_row);
   });
   return q;
 }

@@ -79,24 +79,33 @@ class input_stats {
   }
 
   /// Statistics of the rows of X (N samples x K channels), sketched in a fixed split of the
-  /// samples (8 parts, merged in order, whatever the thread count: the result does not
-  /// depend on `threads`, which only run the parts in parallel).
+  /// samples (8 parts, added in order, whatever the thread count: the result does not depend
+  /// on `threads`, which only run the parts in parallel).
   static input_stats from(const matrix_ref& x, std::size_t sketch = auto_sketch, std::uint64_t seed = 0,
                           unsigned threads = 1) {
     detail::require_nonempty(x, "the calibration input", "input_stats::from");
     const std::size_t n = static_cast<std::size_t>(x.rows()), parts = std::min<std::size_t>(8, n);
-    std::vector<input_stats> partial(parts, input_stats(static_cast<std::size_t>(x.cols()), sketch, seed));
-    // each part checked where it is added, with the caller's sample numbers; of several bad
-    // parts, the first one's error is rethrown
-    blockcast::detail::parallel_for(parts, threads, 1, [&](std::size_t p0, std::size_t p1) {
-      for (std::size_t p = p0; p < p1; ++p) {
-        const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
-        detail::require_finite_inputs(x.middleRows(b, e - b), "input_stats::from", b);
-        partial[p].accumulate(x.middleRows(b, e - b));
-      }
-    });
-    for (std::size_t p = 1; p < parts; ++p) partial[0].merge(partial[p]);
-    return partial[0];
+    input_stats total(static_cast<std::size_t>(x.cols()), sketch, seed);
+    // The parts run `threads` at a time, each into sums of its own, which are then added in
+    // part order: the bits of gathering each part alone and merging them in turn, with one
+    // set of sums per thread instead of a copy of the statistics (and test matrix) per part.
+    // Each part is checked where it is added, with the caller's sample numbers; of several bad
+    // parts, the first one's error is rethrown.
+    const std::size_t lanes = std::max<std::size_t>(1, std::min<std::size_t>(threads, parts));
+    std::vector<batch_sums> sums(lanes);
+    for (std::size_t first = 0; first < parts; first += lanes) {
+      const std::size_t count = std::min(lanes, parts - first);
+      blockcast::detail::parallel_for(count, threads, 1, [&](std::size_t l0, std::size_t l1) {
+        for (std::size_t l = l0; l < l1; ++l) {
+          const std::size_t p = first + l;
+          const Eigen::Index b = static_cast<Eigen::Index>(n * p / parts), e = static_cast<Eigen::Index>(n * (p + 1) / parts);
+          detail::require_finite_inputs(x.middleRows(b, e - b), "input_stats::from", b);
+          total.gather(x.middleRows(b, e - b), sums[l]);
+        }
+      });
+      for (std::size_t l = 0; l < count; ++l) total.add_sums(sums[l]);
+    }
+    return total;
   }
 
   /// Adds a batch of samples (N x K, N >= 1).
@@ -237,25 +246,50 @@ class input_stats {
   }
 
  private:
-  /// add() without its checks. The batch is read as it is stored, row by row: the sums in
-  /// FP64 a row at a time, the products by Eigen on the row-major matrix (a column-major
+  /// What one batch adds: its sample count, per-channel sums and squares, and its share of
+  /// Z (X^T X Omega, or X^T X when exact) in FP32.
+  struct batch_sums {
+    std::size_t count = 0;
+    Eigen::VectorXd sum, sum_sq;
+    Eigen::MatrixXf moments;
+  };
+
+  /// The sums of a batch, from zero. The batch is read as it is stored, row by row: the sums
+  /// in FP64 a row at a time, the products by Eigen on the row-major matrix (a column-major
   /// copy, and column sums over row-major storage, took 30-45% of the time as strided scalar
-  /// loops).
-  void accumulate(const matrix_ref& batch) {
-    count_ += static_cast<std::size_t>(batch.rows());
+  /// loops). Moments that overflow FP32 are an error naming the batch's largest |x|.
+  void gather(const matrix_ref& batch, batch_sums& out) const {
+    out.count = static_cast<std::size_t>(batch.rows());
+    out.sum.setZero(static_cast<Eigen::Index>(k_));
+    out.sum_sq.setZero(static_cast<Eigen::Index>(k_));
     for (Eigen::Index i = 0; i < batch.rows(); ++i) {
-      sum_ += batch.row(i).transpose().cast<double>();
-      sum_sq_ += batch.row(i).transpose().cast<double>().cwiseAbs2();
+      out.sum += batch.row(i).transpose().cast<double>();
+      out.sum_sq += batch.row(i).transpose().cast<double>().cwiseAbs2();
     }
     if (exact_) {
-      z_ += (batch.transpose() * batch).cast<double>();
+      out.moments.noalias() = batch.transpose() * batch;
     } else {
       const Eigen::MatrixXf y = batch * omega_;  // N x s
-      z_ += (batch.transpose() * y).cast<double>();
+      out.moments.noalias() = batch.transpose() * y;
     }
-    if (!z_.allFinite() || !sum_sq_.allFinite())
+    if (!out.moments.allFinite() || !out.sum_sq.allFinite())
       blockcast::detail::fail<invalid_argument>("input_stats::add: the second moments of the calibration inputs overflow "
                                                 "(largest |x| = " + std::to_string(batch.cwiseAbs().maxCoeff()) + "); scale them down");
+  }
+
+  /// Adds a batch's sums (gather) to the statistics.
+  void add_sums(const batch_sums& b) {
+    count_ += b.count;
+    sum_ += b.sum;
+    sum_sq_ += b.sum_sq;
+    z_ += b.moments.cast<double>();
+  }
+
+  /// add() without its checks.
+  void accumulate(const matrix_ref& batch) {
+    batch_sums b;
+    gather(batch, b);
+    add_sums(b);
   }
 
   /// Portable, seeded Gaussian K x s (hash-based uniforms + Box-Muller), so statistics are

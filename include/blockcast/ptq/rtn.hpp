@@ -28,6 +28,7 @@ quantized_matrix<Format> rtn(const matrix_ref& w, const cast_options& opt = {}) 
     q.packed = quantize<Format>(contiguous.data(), m, k, opt);
   }
   q.dequantized.resize(w.rows(), w.cols());
+  blockcast::detail::advise_huge_pages(q.dequantized.data(), static_cast<std::size_t>(q.dequantized.size()) * sizeof(float));
   dequantize(q.packed, q.dequantized.data(), opt);
   return q;
 }
