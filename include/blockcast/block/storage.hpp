@@ -19,8 +19,8 @@
 
 namespace blockcast::detail {
 
-/// Buffers from this size on are worth huge pages.
-inline constexpr std::size_t huge_pages_from = std::size_t{4} << 20;
+/// Buffers from this size (one huge page) on are worth huge pages.
+inline constexpr std::size_t huge_pages_from = std::size_t{2} << 20;
 
 /// Asks Linux for transparent huge pages over the whole pages of [p, p + bytes), before the
 /// first touch, when the buffer is large: it then faults once per 2 MiB instead of once per

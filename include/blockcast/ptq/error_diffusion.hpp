@@ -153,15 +153,17 @@ namespace detail {
 /// `u_rows`: U stored row by row (K x rank), made once for all chunks, with the squares of its
 /// rows `u_norm2`; `u_gram`: U_j . U_l within each block (within_block_products). U_j . t is
 /// one product per block, corrected within the block when a code moves; t is updated only
-/// then, which most codes do not. `error`: the caller's buffer for the errors in FP64.
+/// then, which most codes do not. `error_buffer`: room for the errors in FP64 (rows x K).
 template <class Format>
-void refine_chunk(const Eigen::MatrixXf& chunk_weights, const Eigen::MatrixXf& chunk_errors, std::size_t first_row,
-                  const ed_model& model, const error_matrix& u_rows, const error_matrix& u_gram, const Eigen::VectorXd& u_norm2,
-                  unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out, Eigen::MatrixXd& error) {
+void refine_chunk(const Eigen::Ref<const Eigen::MatrixXf>& chunk_weights, const Eigen::Ref<const Eigen::MatrixXf>& chunk_errors,
+                  std::size_t first_row, const ed_model& model, const error_matrix& u_rows, const error_matrix& u_gram,
+                  const Eigen::VectorXd& u_norm2, unsigned sweeps, const reference::block_context& ctx, chunk_codes<Format>& out,
+                  double* error_buffer) {
   constexpr std::size_t B = Format::block_size;
   const Eigen::Index rows = static_cast<Eigen::Index>(out.codes.size()), channels = chunk_weights.cols();
   const std::uint64_t k = static_cast<std::uint64_t>(channels);
   // column-major: a column's rows side by side, so that the per-column work is vector work
+  Eigen::Map<Eigen::MatrixXd> error(error_buffer, rows, channels);
   error = chunk_errors.cast<double>();
   error_matrix t = error * model.U;  // rows x rank
   Eigen::MatrixXd ut(rows, static_cast<Eigen::Index>(B));  // U_j . t per row (column j of the block)
@@ -243,9 +245,11 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
 
   quantized_matrix<Format> q = detail::empty_result<Format>(w, "ed", ctx);
   // a chunk's weights and the pass's errors (rows x K, column-major), and the sweeps' errors
+  // in FP64: made once per thread, in huge pages (fresh 4 KiB pages cost the first call a
+  // page fault each, at K = 4096 some 2,000 per thread)
   struct chunk_buffers {
-    column_major weights, errors;
-    Eigen::MatrixXd sweep_errors;
+    std::vector<float, blockcast::detail::tensor_allocator<float>> weights, errors;
+    std::vector<double, blockcast::detail::tensor_allocator<double>> sweep_errors;
   };
   detail::for_row_chunks(m, opt.cast.threads, [] { return chunk_buffers{}; }, [&](chunk_buffers& buffers, std::size_t first_row, std::size_t end_row) {
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
@@ -254,18 +258,21 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     column_major adjusted(rows, B), errors(rows, B), values(rows, B);
     fmat start(rows, B);
     Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic> codes(rows, B);  // the block's codes, column by column
-    // the chunk's weights column-major, copied 16 columns at a time so that the rows' lines
-    // stay in L1 while the columns are written (copied element by element along each row,
-    // every write missed the L2 and the copy took a fifth of the pass); the sweeps' errors,
-    // column-major
-    column_major& chunk_weights = buffers.weights;
-    column_major& chunk_errors = buffers.errors;
-    chunk_weights.resize(rows, w.cols());
-    chunk_errors.resize(rows, opt.sweeps > 0 ? w.cols() : 0);
-    constexpr Eigen::Index copy_columns = 16;
-    for (Eigen::Index c = 0; c < w.cols(); c += copy_columns) {
-      const Eigen::Index n = std::min(copy_columns, w.cols() - c);
-      chunk_weights.middleCols(c, n) = w.block(row0, c, rows, n);
+    // the chunk's weights column-major, copied 16 rows at a time: 16 memory streams the
+    // prefetcher follows, and each column's 16 values one cache line of the copy (copied
+    // along single rows, every write missed the L2; 16 columns at a time, the 128 rows'
+    // first reads missed together; each took a fifth of the pass). The sweeps' errors,
+    // column-major.
+    const Eigen::Index stored_errors = opt.sweeps > 0 ? w.cols() : 0;
+    buffers.weights.resize(static_cast<std::size_t>(rows * w.cols()));
+    buffers.errors.resize(static_cast<std::size_t>(rows * stored_errors));
+    buffers.sweep_errors.resize(static_cast<std::size_t>(rows * stored_errors));
+    Eigen::Map<column_major> chunk_weights(buffers.weights.data(), rows, w.cols());
+    Eigen::Map<column_major> chunk_errors(buffers.errors.data(), rows, stored_errors);
+    constexpr Eigen::Index copy_rows = 16;
+    for (Eigen::Index i = 0; i < rows; i += copy_rows) {
+      const Eigen::Index n = std::min(copy_rows, rows - i);
+      chunk_weights.middleRows(i, n) = w.middleRows(row0 + i, n);
     }
     for (std::size_t block_start = 0; block_start < k; block_start += B) {
       const Eigen::Index s = static_cast<Eigen::Index>(block_start), len = static_cast<Eigen::Index>(std::min(B, k - block_start));
@@ -295,7 +302,7 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
     }
     if (opt.sweeps > 0)
       detail::refine_chunk<Format>(chunk_weights, chunk_errors, first_row, model, u_rows, u_gram, u_norm2, opt.sweeps, ctx, out,
-                                   buffers.sweep_errors);
+                                   buffers.sweep_errors.data());
     out.store(q.packed, first_row);
     detail::decode_rows(q, first_row, end_row);
   });

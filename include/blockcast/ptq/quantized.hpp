@@ -111,13 +111,11 @@ float lane_factor(const reference::block_scale& bs) {
   return Format::has_tensor_scale ? bs.inverse : blockcast::detail::exp2i(-std::min(bs.shared_exp, 126));
 }
 
-/// sum_j weight_j (v_j - q_j)^2 of a block quantized with scale bs (a NaN scale: infinite).
+/// The values of a block quantized with scale bs (not NaN), into q.
 template <class Format>
-double weighted_block_error(const float* v, const float* weight, std::size_t len, const reference::block_scale& bs,
-                            const reference::block_context& ctx, std::uint64_t first_index) {
-  if (bs.nan) return INFINITY;
+void block_values(const float* v, std::size_t len, const reference::block_scale& bs, const reference::block_context& ctx,
+                  std::uint64_t first_index, float* q) {
   constexpr std::size_t B = Format::block_size;
-  float q[B];
   if (ctx.round != rounding::stochastic && lanes_cover<Format>(bs)) {
     // the block's values are finite (a non-finite one makes the scale NaN): the SIMD path
     float factor[B], scale[B];
@@ -130,35 +128,62 @@ double weighted_block_error(const float* v, const float* weight, std::size_t len
       q[j] = reference::dequantize_value<Format>(reference::quantize_value<Format>(v[j], bs, ctx, first_index + j), bs,
                                                  ctx.tensor_decode);
   }
-  const Eigen::Index n = static_cast<Eigen::Index>(len);
-  const Eigen::Map<const Eigen::VectorXf> values(v, n), weights(weight, n), quantized(q, n);
-  return (weights.cast<double>().array() * (values.cast<double>() - quantized.cast<double>()).array().square()).sum();
+}
+
+/// sum_j weight_j (v_j - q_j)^2 of a block quantized with scale bs (a NaN scale: infinite),
+/// in FP64, summed in index order.
+template <class Format>
+double weighted_block_error(const float* v, const float* weight, std::size_t len, const reference::block_scale& bs,
+                            const reference::block_context& ctx, std::uint64_t first_index) {
+  if (bs.nan) return INFINITY;
+  float q[Format::block_size];
+  block_values<Format>(v, len, bs, ctx, first_index, q);
+  double error = 0.0;
+  for (std::size_t j = 0; j < len; ++j) {
+    const double d = static_cast<double>(v[j]) - static_cast<double>(q[j]);
+    error += static_cast<double>(weight[j]) * (d * d);
+  }
+  return error;
 }
 
 /// Block-scale search: the scale the block's amax gives (the format's rule) or one of the codes
 /// either side of it, whichever gives the smallest error weighted by `weight` (H's diagonal;
 /// all ones for the plain error). Ties keep the amax scale, so the result is never worse than
 /// it under that weighting. A NaN/Inf block keeps its NaN scale; a zero NVFP4 scale stays.
+/// Each candidate's error is weighted_block_error's, to the bit; the three sums run side by
+/// side (each a chain of dependent FP64 additions, which one at a time took most of the search).
 template <class Format>
 reference::block_scale searched_block_scale(const float* v, const float* weight, std::size_t len,
                                             const reference::block_context& ctx, std::uint64_t first_index) {
   using scale = typename Format::scale_type;
+  constexpr std::size_t B = Format::block_size;
   const reference::block_scale base = reference::make_block_scale<Format>(reference::amax_bits(v, len), ctx);
   if (base.nan || (Format::has_tensor_scale && base.code == 0)) return base;
   // the lowest and highest codes of a finite, nonzero scale
   constexpr int lowest = Format::has_tensor_scale ? 1 : 0;
   constexpr int highest = Format::has_tensor_scale ? 0x7e : e8m0::nan_code - 1;
   static_assert(!Format::has_tensor_scale || std::is_same_v<scale, ue4m3>, "scale search: UE4M3 codes 1..0x7e");
-  reference::block_scale best = base;
-  double best_error = weighted_block_error<Format>(v, weight, len, base, ctx, first_index);
-  for (int step : {-1, 1}) {
-    const int code = static_cast<int>(base.code) + step;
-    if (code < lowest || code > highest) continue;
-    const auto candidate = reference::block_scale_of_code<Format>(static_cast<std::uint8_t>(code), ctx);
-    const double e = weighted_block_error<Format>(v, weight, len, candidate, ctx, first_index);
-    if (e < best_error) best = candidate, best_error = e;
+  // the amax scale, then the codes below and above it (the amax scale again where there is none)
+  reference::block_scale candidates[3] = {base, base, base};
+  for (int side = 0; side < 2; ++side) {
+    const int code = static_cast<int>(base.code) + (side == 0 ? -1 : 1);
+    if (code >= lowest && code <= highest)
+      candidates[1 + side] = reference::block_scale_of_code<Format>(static_cast<std::uint8_t>(code), ctx);
   }
-  return best;
+  float q[3][B];
+  for (int c = 0; c < 3; ++c) block_values<Format>(v, len, candidates[c], ctx, first_index, q[c]);
+  double error[3] = {0.0, 0.0, 0.0};
+  for (std::size_t j = 0; j < len; ++j) {
+    const double value = v[j], w = weight[j];
+    for (int c = 0; c < 3; ++c) {
+      const double d = value - static_cast<double>(q[c][j]);
+      error[c] += w * (d * d);
+    }
+  }
+  int best = 0;  // a smaller error only: ties keep the earlier candidate
+  for (int c = 1; c < 3; ++c)
+    if (error[c] < error[best]) best = c;
+  return candidates[best];
 }
 
 /// The codes (one per byte) of a chunk of rows, and the scale of each of their blocks.
