@@ -329,7 +329,7 @@ TEMPLATE_TEST_CASE("refinement sweeps never increase the modelled error, and low
 }
 
 TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent", "[ptq][threads]", bc::mxfp4, bc::nvfp4, bc::mxint8) {
-  const layer l = make_layer(100, 160, 8, 8);  // 100 rows: not a multiple of the row chunk
+  const layer l = make_layer(300, 160, 8, 8);  // 300 rows: chunks of 128, 128 and 44
   const auto stats = ptq::input_stats::from(l.calibration);
   ptq::ed_options one, many;
   many.cast.threads = 3;
@@ -348,6 +348,17 @@ TEMPLATE_TEST_CASE("PTQ results are deterministic and thread-count independent",
   ptq::matrix decoded(l.w.rows(), l.w.cols());
   bc::dequantize(a.packed, decoded.data());
   CHECK(decoded == a.dequantized);
+  // each row as if it were alone (the same tensor scale): nothing carries over from chunk to
+  // chunk in the buffers a thread reuses, and each chunk's rows are decoded in their place
+  ptq::ed_options alone;
+  if (TestType::has_tensor_scale) alone.cast.tensor_amax = l.w.cwiseAbs().maxCoeff();
+  const ptq::ed_model model = stats.model();
+  for (Eigen::Index row : {0, 127, 128, 255, 256, 299}) {
+    INFO(bc::preset_name<TestType>() << ": row " << row << " of 300 quantized alone");
+    const auto single = ptq::error_diffusion<TestType>(l.w.middleRows(row, 1), model, alone);
+    CHECK(single.dequantized.row(0) == a.dequantized.row(row));
+    CHECK(std::equal(single.packed.codes().begin(), single.packed.codes().end(), a.packed.view().row_codes(static_cast<std::size_t>(row))));
+  }
 }
 
 TEST_CASE("without statistics ED is RTN and says so", "[ptq]") {
