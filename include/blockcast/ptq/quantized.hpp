@@ -46,9 +46,10 @@ void for_row_chunks(std::size_t rows, unsigned threads, F&& f) {
 
 /// for_row_chunks with buffers: f(scratch, first_row, end_row), `scratch` made by
 /// make_scratch() once per thread and kept from chunk to chunk. A method's large per-chunk
-/// buffers then fault in their pages once per call and thread, not once per chunk (ED's first
-/// call at K = 4096 touched 320 MB of fresh pages for 2 MB-4 MB buffers). Threads take the
-/// next chunk as they finish one; the results do not depend on which thread took it.
+/// buffers then fault in their pages once per call and thread, not once per chunk (ED's
+/// 2-4 MB buffers, made per chunk, faulted afresh in every chunk of a process's first call).
+/// Threads take the next chunk as they finish one; the results do not depend on which
+/// thread took it.
 template <class MakeScratch, class F>
 void for_row_chunks(std::size_t rows, unsigned threads, MakeScratch&& make_scratch, F&& f) {
   const std::size_t chunks = (rows + row_chunk - 1) / row_chunk;
@@ -82,15 +83,16 @@ quantized_matrix<Format> empty_result(const matrix_ref& w, const char* method, c
   q.packed = packed_tensor<Format>(static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
   q.packed.set_tensor_scale(ctx.tensor_decode);
   q.dequantized.resize(w.rows(), w.cols());
-  // first touched by the method: huge pages fault a 64 MB result in 32 steps, not 16,384
+  // first touched by the method: in huge pages a 64 MB result faults about 550 times (4 KiB
+  // pages remain at its unaligned ends), not 16,384
   blockcast::detail::advise_huge_pages(q.dequantized.data(), static_cast<std::size_t>(q.dequantized.size()) * sizeof(float));
   return q;
 }
 
-/// Decodes rows [r0, r1) of q.packed into q.dequantized with the dequantize kernel. ED and
-/// GPTQ take a chunk's dequantized values from its stored codes, so the two agree by
-/// construction and the result is written a row at a time (ED's store of each block's values
-/// across the chunk's rows, one short strided row each, was the pass's slowest loop).
+/// Decodes rows [r0, r1) of q.packed into q.dequantized with the dequantize kernel. ED takes
+/// a chunk's dequantized values from its stored codes, so the two agree by construction and
+/// the result is written a row at a time (its store of each block's values across the chunk's
+/// rows, one short strided row each, was the pass's slowest loop).
 template <class Format>
 void decode_rows(quantized_matrix<Format>& q, std::size_t r0, std::size_t r1) {
   const std::size_t cols = q.packed.cols(), code_row = row_code_bytes<Format>(cols), scale_row = blocks_per_row<Format>(cols);
