@@ -8,7 +8,10 @@
 #   scripts/bench_convert.sh [RESULT.md]      (default: print the table only)
 #
 # Environment: BLOCKCAST_BENCH_DIR (default /tmp/blockcast-convert-bench) holds the model and
-# the outputs; BLOCKCAST_BENCH_LAYERS (default 6) sets the model's size.
+# the outputs; BLOCKCAST_BENCH_OUT_IN (default $BLOCKCAST_BENCH_DIR) is the directory in which
+# a fresh directory of the script's own receives the copies and conversions (removed at the
+# end), e.g. /dev/shm to take the disk out of the measurement;
+# BLOCKCAST_BENCH_LAYERS (default 6) sets the model's size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -23,6 +26,9 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKCAST_BUILD_TES
 cmake --build "$build" -j"$(nproc)" --target blockcast blockcast_make_model >/dev/null
 
 model="$work/model-$layers"
+mkdir -p "$work"
+out=$(mktemp -d "${BLOCKCAST_BENCH_OUT_IN:-$work}/blockcast-convert-out.XXXXXX")  # ours alone: emptied per run
+trap 'rm -rf "$out"' EXIT
 if [ ! -f "$model/model.safetensors.index.json" ]; then
   echo "generating the BF16 model in $model"
   rm -rf "$model"
@@ -35,21 +41,21 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 best() { sort -g | head -1; }
 fresh_output() {  # an empty output directory per run: deleting a previous output costs time too
-  rm -rf "$work/out"
-  mkdir -p "$work/out"
+  rm -rf "$out"
+  mkdir -p "$out"
 }
 
 copy_seconds=$(for _ in 1 2 3; do
   fresh_output
   t0=$(now)
-  cp "${shards[@]}" "$work/out/"
-  sync "$work/out"/*.safetensors
+  cp "${shards[@]}" "$out/"
+  sync "$out"/*.safetensors
   calc "$(now) - $t0"; echo
 done | best)
 copy_nosync_seconds=$(for _ in 1 2 3; do  # the copy left in the page cache, not on disk
   fresh_output
   t0=$(now)
-  cp "${shards[@]}" "$work/out/"
+  cp "${shards[@]}" "$out/"
   calc "$(now) - $t0"; echo
 done | best)
 read_seconds=$(for _ in 1 2 3; do
@@ -60,7 +66,7 @@ done | best)
 
 values=$((bytes / 2))
 table=$(mktemp)
-trap 'rm -f "$table"; rm -rf "$work/out"' EXIT
+trap 'rm -f "$table"; rm -rf "$out"' EXIT
 {
   echo "| format | threads | seconds | G values/s | GB/s read | vs copy | peak memory |"
   echo "|---|---|---|---|---|---|---|"
@@ -78,7 +84,7 @@ for format in mxfp4 nvfp4 mxfp8_e4m3; do
       fresh_output
       t0=$(now)
       line=$("$build/tools/blockcast" quantize "$model/model.safetensors.index.json" \
-        -o "$work/out/model.safetensors.index.json" --format "$format" --threads "$threads" | grep "peak memory")
+        -o "$out/model.safetensors.index.json" --format "$format" --threads "$threads" | grep "peak memory")
       seconds=$(calc "$(now) - $t0")
       echo "$seconds $(echo "$line" | sed -E 's/.*peak memory ([0-9.]+) MiB.*/\1/')"
     done | sort -g | head -1)
@@ -92,7 +98,7 @@ for format in mxfp4 nvfp4 mxfp8_e4m3; do
 done
 
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-header="RTN conversion of a $((bytes / 1000000)) MB BF16 model ($((values / 1000000)) M values, ${#shards[@]} shards, in the page cache) on $cpu, $(nproc) CPUs; best of 3 runs; 'vs copy' is the copy's time over the conversion's."
+header="RTN conversion of a $((bytes / 1000000)) MB BF16 model ($((values / 1000000)) M values, ${#shards[@]} shards, in the page cache; output to $(df --output=fstype "$(dirname "$out")" | tail -1) at $out) on $cpu, $(nproc) CPUs; best of 3 runs; 'vs copy' is the copy's time over the conversion's."
 echo "$header"
 echo
 cat "$table"
