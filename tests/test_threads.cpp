@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: MIT
 // The multi-threaded paths, small enough to run under ThreadSanitizer (scripts/test.sh,
 // stage "threads"): casts split over threads, PTQ split over row chunks and sample parts, and
-// independent calls from many threads at once. Every result must equal the one-thread result.
+// independent calls from many threads at once, and the kept worker threads (nested calls,
+// signal masks, fork). Every result must equal the one-thread result.
 #include <blockcast/blockcast.hpp>
 #include <blockcast/ptq.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -145,3 +152,59 @@ TEST_CASE("parallel_claim runs every index once, on its own state per thread, an
     if (threads == 1) CHECK(after.load() == 3);  // nothing is taken after the failure
   }
 }
+
+TEST_CASE("a part that splits again completes, whatever the workers are doing", "[threads]") {
+  for (unsigned threads : {2u, 3u, 8u}) {
+    INFO(threads << " threads, nested twice");
+    std::vector<std::atomic<int>> seen(7 * 5 * 3);
+    blockcast::detail::parallel_for(7, threads, 1, [&](std::size_t a0, std::size_t a1) {
+      for (std::size_t a = a0; a < a1; ++a)
+        blockcast::detail::parallel_for(5, threads, 1, [&](std::size_t b0, std::size_t b1) {
+          for (std::size_t b = b0; b < b1; ++b)
+            blockcast::detail::parallel_claim(
+                3, threads, [] { return 0; }, [&](int&, std::size_t c) { seen[(a * 5 + b) * 3 + c].fetch_add(1); });
+        });
+    });
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      INFO("index " << i);
+      CHECK(seen[i].load() == 1);
+    }
+  }
+}
+
+TEST_CASE("the kept workers block asynchronous signals, so that they reach the program's threads", "[threads]") {
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> on_workers{0}, unblocked{0};
+  blockcast::detail::parallel_for(4, 4, 1, [&](std::size_t, std::size_t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // long enough that workers take parts
+    if (std::this_thread::get_id() == caller) return;
+    ++on_workers;
+    sigset_t mask;
+    ::pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE})
+      if (!sigismember(&mask, sig)) ++unblocked;
+    for (int sig : {SIGBUS, SIGSEGV})  // a fault must stay the faulting thread's to handle
+      if (sigismember(&mask, sig)) ++unblocked;
+  });
+  CHECK(on_workers.load() > 0);
+  CHECK(unblocked.load() == 0);
+}
+
+#if !defined(__SANITIZE_THREAD__)  // ThreadSanitizer does not support threads after a multi-threaded fork
+TEST_CASE("a child of fork() runs parallel calls without the parent's workers", "[threads]") {
+  std::atomic<int> sum{0};
+  blockcast::detail::parallel_for(100, 2, 1, [&](std::size_t b, std::size_t e) { sum += static_cast<int>(e - b); });
+  REQUIRE(sum.load() == 100);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::atomic<int> in_child{0};
+    blockcast::detail::parallel_for(100, 3, 1, [&](std::size_t b, std::size_t e) { in_child += static_cast<int>(e - b); });
+    ::_exit(in_child.load() == 100 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
