@@ -14,6 +14,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -105,6 +106,7 @@ class worker_pool {
   }
 
   /// Starts workers until there are `wanted` (at most max_workers). Called with mutex_ held.
+  /// A thread the system refuses is not an error: the callers run the parts it would have.
   void start_workers(std::size_t wanted) {
     wanted = std::min(wanted, max_workers);
     if (workers_ >= wanted) return;
@@ -114,7 +116,14 @@ class worker_pool {
     for (int sync : {SIGBUS, SIGSEGV, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::sigdelset(&blocked, sync);  // faults stay the thread's own
     ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);  // inherited by the new threads
 #endif
-    for (; workers_ < wanted; ++workers_) std::thread([this] { serve(); }).detach();
+#if BLOCKCAST_HAS_EXCEPTIONS
+    try {
+#endif
+      for (; workers_ < wanted; ++workers_) std::thread([this] { serve(); }).detach();
+#if BLOCKCAST_HAS_EXCEPTIONS
+    } catch (const std::system_error&) {  // no more threads: fewer workers
+    }
+#endif
 #if BLOCKCAST_POSIX_THREADS
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 #endif
