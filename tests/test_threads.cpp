@@ -175,16 +175,18 @@ TEST_CASE("a part that splits again completes, whatever the workers are doing", 
 TEST_CASE("the kept workers block asynchronous signals, so that they reach the program's threads", "[threads]") {
   const auto caller = std::this_thread::get_id();
   std::atomic<int> on_workers{0}, unblocked{0};
-  blockcast::detail::parallel_for(4, 4, 1, [&](std::size_t, std::size_t) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // long enough that workers take parts
-    if (std::this_thread::get_id() == caller) return;
-    ++on_workers;
+  blockcast::detail::parallel_for(2, 2, 1, [&](std::size_t, std::size_t) {
+    if (std::this_thread::get_id() == caller) {  // part 0: wait (up to 10 s) for a worker to take part 1
+      for (int i = 0; i < 10000 && on_workers.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return;
+    }
     sigset_t mask;
     ::pthread_sigmask(SIG_BLOCK, nullptr, &mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE})
       if (!sigismember(&mask, sig)) ++unblocked;
     for (int sig : {SIGBUS, SIGSEGV})  // a fault must stay the faulting thread's to handle
       if (sigismember(&mask, sig)) ++unblocked;
+    ++on_workers;
   });
   CHECK(on_workers.load() > 0);
   CHECK(unblocked.load() == 0);
