@@ -65,10 +65,10 @@ def python_stats(inputs, batch):
     return out
 
 
-def cpp_stats(tool, work, inputs, batch):
+def cpp_stats(tool, work, inputs, batch, *kind):
     src, dst = os.path.join(work, "inputs.safetensors"), os.path.join(work, "cpp.safetensors")
     safetensors_io.write(src, {name + ".inputs": x for name, x in inputs.items()})
-    run(tool, src, dst, batch)
+    run(tool, src, dst, batch, *kind)
     return safetensors_io.read(dst)
 
 
@@ -100,15 +100,19 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="blockcast-stats-")
     try:
-        # 1. Omega bit for bit
-        # (K above collect_stats.EXACT_CHANNELS: the default statistics are sketched there)
+        # 1. Omega bit for bit, both kinds (Hadamard: the default; Gaussian: version 1 files)
+        # (K above collect_stats.EXACT_CHANNELS: the default statistics are sketched there;
+        # 1025 and 1300 fold onto a transform of 1024)
         identity = {f"eye{k}": np.eye(k, dtype=np.float32) for k in (1025, 1300, 2048)}
-        cpp, _ = cpp_stats(args.stats_tool, work, identity, 64)
-        for name, x in identity.items():
-            k = x.shape[1]
-            omega = collect_stats.test_matrix(k, collect_stats.sketch_for(k)).astype(np.float64)
-            same = np.array_equal(cpp[name + ".input_moments"].view(np.uint64), omega.view(np.uint64))
-            check(same, f"Omega ({k} x {omega.shape[1]}): C++'s statistics of the identity equal Python's test matrix bit for bit")
+        for kind in ("hadamard", "gaussian"):
+            cpp, meta = cpp_stats(args.stats_tool, work, identity, 64, *(["gaussian"] if kind == "gaussian" else []))
+            for name, x in identity.items():
+                k = x.shape[1]
+                check(f'"test_matrix":"{kind}"' in meta[name + ".input_stats"], f"{name}: C++ wrote test_matrix {kind}")
+                omega = collect_stats.test_matrix(k, collect_stats.sketch_for(k), 0, kind).astype(np.float64)
+                same = np.array_equal(cpp[name + ".input_moments"].view(np.uint64), omega.view(np.uint64))
+                check(same, f"Omega {kind} ({k} x {omega.shape[1]}): C++'s statistics of the identity equal Python's "
+                            "test matrix bit for bit")
 
         # 2. the same inputs, the same statistics (exact H at K = 100 and 768, sketched at 1100)
         rng = np.random.default_rng(7)

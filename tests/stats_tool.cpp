@@ -2,10 +2,12 @@
 // A test tool: the input statistics C++ computes (ptq::input_stats, stored as in
 // docs/calibration_stats.md) from raw layer inputs, so that tests/stats_interop.py can compare
 // them with tools/collect_stats.py's from the same inputs.
-// Usage: stats_tool IN.safetensors OUT.safetensors BATCH
+// Usage: stats_tool IN.safetensors OUT.safetensors BATCH [gaussian]
 //   IN holds "<name>.inputs" (F32, N x K); each is added to a fresh input_stats (default sketch
-//   and seed) BATCH rows at a time, in order, as collect_stats.Stats.add gets them.
+//   and seed; the default test matrix, or a Gaussian one) BATCH rows at a time, in order, as
+//   collect_stats.Stats.add gets them.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "blockcast/io/input_stats_file.hpp"
@@ -14,8 +16,9 @@
 namespace io = blockcast::io;
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors BATCH\n", argv[0]);
+  const bool gaussian = argc == 5 && std::string(argv[4]) == "gaussian";
+  if (argc != 4 && !gaussian) {
+    std::fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors BATCH [gaussian]\n", argv[0]);
     return 2;
   }
   try {
@@ -30,7 +33,9 @@ int main(int argc, char** argv) {
       const auto values = in.to_float(t);
       const auto rows = static_cast<Eigen::Index>(t.shape[0]), cols = static_cast<Eigen::Index>(t.shape[1]);
       const Eigen::Map<const blockcast::ptq::matrix> x(values.data(), rows, cols);
-      blockcast::ptq::input_stats stats(static_cast<std::size_t>(cols));
+      std::optional<blockcast::ptq::test_matrix_kind> kind;
+      if (gaussian) kind = blockcast::ptq::test_matrix_kind::gaussian;
+      blockcast::ptq::input_stats stats(static_cast<std::size_t>(cols), blockcast::ptq::input_stats::auto_sketch, 0, kind);
       for (Eigen::Index r = 0; r < rows; r += batch) stats.add(x.middleRows(r, std::min(batch, rows - r)));
       io::add_input_stats(out, t.name.substr(0, t.name.size() - suffix.size()), stats);
     }

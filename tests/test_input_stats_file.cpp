@@ -9,8 +9,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 
 namespace io = blockcast::io;
 namespace ptq = blockcast::ptq;
@@ -30,6 +32,7 @@ void require_same_state(const ptq::input_stats& a, const ptq::input_stats& b) {
   REQUIRE(sa.channels == sb.channels);
   REQUIRE(sa.sketch == sb.sketch);
   REQUIRE(sa.seed == sb.seed);
+  REQUIRE(sa.omega == sb.omega);
   REQUIRE(sa.count == sb.count);
   REQUIRE(sa.sum == sb.sum);  // bit for bit
   REQUIRE(sa.sum_sq == sb.sum_sq);
@@ -39,11 +42,20 @@ void require_same_state(const ptq::input_stats& a, const ptq::input_stats& b) {
 }  // namespace
 
 TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io][input_stats]") {
-  // K = 40 with a sketch of 16 (sketched), K = 12 (exact: the sketch holds H itself)
-  for (const auto& [k, sketch, seed] : {std::tuple<Eigen::Index, std::size_t, std::uint64_t>{40, 16, 7}, {12, 128, 0}}) {
-    INFO("K = " << k << ", sketch " << sketch);
+  // K = 40 with a sketch of 16 (sketched: Hadamard by default, Gaussian as version 1 files
+  // hold), K = 40 with a sketch of 33 (more columns than the 32 of its Hadamard transform:
+  // Gaussian), K = 12 (exact: the sketch holds H itself)
+  using kind = ptq::test_matrix_kind;
+  for (const auto& [k, sketch, seed, omega, omega_name] :
+       {std::tuple<Eigen::Index, std::size_t, std::uint64_t, std::optional<kind>, const char*>{40, 16, 7, std::nullopt, "hadamard"},
+        {40, 16, 7, kind::gaussian, "gaussian"},
+        {40, 33, 7, std::nullopt, "gaussian"},
+        {12, 128, 0, std::nullopt, "none"}}) {
+    INFO("K = " << k << ", sketch " << sketch << ", test matrix " << omega_name);
     const ptq::matrix x = samples(300, k, static_cast<unsigned>(k));
-    const ptq::input_stats stats = ptq::input_stats::from(x, sketch, seed);
+    ptq::input_stats stats(static_cast<std::size_t>(k), sketch, seed, omega);
+    stats.add(x);
+    CHECK(std::string(stats.exact() ? "none" : ptq::test_matrix_name(stats.test_matrix_type())) == omega_name);
     const std::string path = blockcast::test::fresh_dir() + "/stats-" + std::to_string(k) + ".safetensors";
     {
       io::safetensors_writer out(path);
@@ -51,6 +63,8 @@ TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io]
       out.commit();
     }
     const io::safetensors_file f(path);
+    CHECK(f.metadata().at("layers.0.q_proj.weight.input_stats").find(std::string("\"test_matrix\":\"") + omega_name + "\"") !=
+          std::string::npos);
     REQUIRE(io::has_input_stats(f, "layers.0.q_proj.weight"));
     REQUIRE_FALSE(io::has_input_stats(f, "layers.0.k_proj.weight"));
     const ptq::input_stats back = io::read_input_stats(f, "layers.0.q_proj.weight");
@@ -67,6 +81,28 @@ TEST_CASE("input statistics survive a safetensors round trip bit for bit", "[io]
   }
 }
 
+TEST_CASE("version 1 statistics files (Gaussian sketches, no test_matrix entry) are read as they were written", "[io][input_stats]") {
+  const ptq::matrix x = samples(200, 40, 5);
+  ptq::input_stats stats(40, 16, 3, ptq::test_matrix_kind::gaussian);
+  stats.add(x);
+  const std::string path = blockcast::test::fresh_dir() + "/v1.safetensors";
+  {
+    io::safetensors_writer out(path);
+    io::add_input_stats(out, "w", stats);
+    out.set_metadata("blockcast.input_stats", "1");
+    out.set_metadata("w.input_stats", "{\"samples\": 200, \"sketch\": 16, \"seed\": 3}");
+    out.commit();
+  }
+  const ptq::input_stats back = io::read_input_stats(io::safetensors_file(path), "w");
+  CHECK(back.test_matrix_type() == ptq::test_matrix_kind::gaussian);
+  require_same_state(stats, back);
+  // and they do not merge with today's default (Hadamard) statistics of the same K, s and seed
+  ptq::input_stats fresh(40, 16, 3);
+  fresh.add(x);
+  ptq::input_stats merged = back;
+  CHECK_THROWS_WITH(merged.merge(fresh), Catch::Contains("sketch 16, Hadamard, seed 3) into K = 40 (sketch 16, Gaussian, seed 3)"));
+}
+
 TEST_CASE("damaged or foreign statistics files are refused, naming the file and the problem", "[io][input_stats][errors]") {
   const ptq::input_stats stats = ptq::input_stats::from(samples(64, 20, 3), 8, 1);
   const std::string dir = blockcast::test::fresh_dir();
@@ -81,12 +117,27 @@ TEST_CASE("damaged or foreign statistics files are refused, naming the file and 
   auto refused = [](const std::string& path, const std::string& what) {
     blockcast::test::require_refused([&] { (void)io::read_input_stats(io::safetensors_file(path), "w"); }, path, what);
   };
-  refused(write("version", [](io::safetensors_writer& o) { o.set_metadata("blockcast.input_stats", "2"); }), "version '2'");
+  refused(write("version", [](io::safetensors_writer& o) { o.set_metadata("blockcast.input_stats", "3"); }), "version '3'");
+  refused(write("kind", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"sobol\"}");
+          }),
+          "test matrix 'sobol' for a sketch of 8 columns");
+  refused(write("no-kind", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1}"); }),
+          "malformed metadata");
+  // K = 20: its Hadamard transform has 16 columns
+  refused(write("wide-hadamard", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 17, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
+          }),
+          "Hadamard test matrix of 17 columns (at most 16 exist)");
   refused(write("metadata", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": -1}"); }),
           "malformed metadata");
-  refused(write("no-sketch", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 0, \"seed\": 1}"); }),
+  refused(write("no-sketch", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 0, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
+          }),
           "sketch size 0");
-  refused(write("other-sketch", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 4, \"seed\": 1}"); }),
+  refused(write("other-sketch", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 4, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
+          }),
           "moments of 20 x 8 (wanted 20 and 20 x 4)");
   {
     // a tensor of the wrong type: F32 sums

@@ -66,6 +66,55 @@ TEST_CASE("streaming statistics equal one-shot statistics; merged equal sequenti
   }
 }
 
+TEST_CASE("Hadamard test matrices: +-1 entries, full column rank, and X Omega as a product would give it", "[ptq]") {
+  using ptq::test_matrix;
+  // K a power of two, K just above one (its last row folds onto row 0), s = P, tiny K
+  for (const auto& [k, s] : {std::pair<Eigen::Index, Eigen::Index>{2048, 128}, {1025, 128}, {600, 64}, {40, 32}, {3, 2}}) {
+    INFO("K = " << k << ", s = " << s);
+    const Eigen::Index p = static_cast<Eigen::Index>(test_matrix::hadamard_length(static_cast<std::size_t>(k)));
+    REQUIRE(p <= k);
+    REQUIRE(2 * p > k);
+    const test_matrix om(static_cast<std::size_t>(k), static_cast<std::size_t>(s), 5, ptq::test_matrix_kind::hadamard);
+    const Eigen::MatrixXf& d = om.dense();
+    REQUIRE(d.rows() == k);
+    REQUIRE(d.cols() == s);
+    CHECK((d.array().abs() == 1.0f).all());
+    // the first P rows: s distinct columns of a signed Hadamard matrix, so orthogonal
+    const Eigen::MatrixXf gram = d.topRows(p).transpose() * d.topRows(p);
+    CHECK(gram == Eigen::MatrixXf::Identity(s, s) * static_cast<float>(p));
+    // a folded row is its row mod P up to its sign
+    for (Eigen::Index i = p; i < k; ++i) CHECK(d.row(i).cwiseAbs() == d.row(i - p).cwiseAbs());
+    if (k > p) CHECK((d.row(k - 1).cwiseProduct(d.row(k - 1 - p)).array() == d(k - 1, 0) * d(k - 1 - p, 0)).all());
+    // unit rows give Omega's rows exactly; random rows a product's value to FP32 rounding,
+    // and the same bits whether transformed together or one at a time (37: not a multiple of
+    // the 16 samples transformed at once)
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> y, y1;
+    om.apply(ptq::matrix::Identity(k, k), y);
+    CHECK(y == d);
+    std::mt19937 rng(static_cast<unsigned>(k));
+    std::normal_distribution<float> normal;
+    ptq::matrix x(37, k);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+    om.apply(x, y);
+    const Eigen::MatrixXd exact = x.cast<double>() * d.cast<double>();
+    CHECK((y.cast<double>() - exact).cwiseAbs().maxCoeff() <= 1e-5 * x.cwiseAbs().maxCoeff() * std::sqrt(static_cast<double>(k)) * 8);
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+      om.apply(x.row(i), y1);
+      INFO("sample " << i);
+      CHECK(y1 == y.row(i));
+    }
+  }
+  CHECK(test_matrix::hadamard_length(1) == 1);
+  CHECK(test_matrix::hadamard_length(1024) == 1024);
+  CHECK(test_matrix::hadamard_length(1023) == 512);
+  CHECK_FALSE(test_matrix::hadamard_fits(1023, 513));
+  CHECK_THROWS_WITH(test_matrix(1023, 513, 0, ptq::test_matrix_kind::hadamard),
+                    Catch::Contains("Hadamard test matrix of 513 columns for K = 1023 (at most 512"));
+  // the default: Hadamard where it exists, Gaussian for a wider sketch
+  CHECK(ptq::input_stats(1025).test_matrix_type() == ptq::test_matrix_kind::hadamard);
+  CHECK(ptq::input_stats(1023, 600).test_matrix_type() == ptq::test_matrix_kind::gaussian);
+}
+
 TEST_CASE("the sketch finds the principal directions; exact when K <= sketch", "[ptq]") {
   const layer l = make_layer(4, 96, 8, 2);
   const auto s = ptq::input_stats::from(l.calibration);
@@ -76,15 +125,19 @@ TEST_CASE("the sketch finds the principal directions; exact when K <= sketch", "
   CHECK((m.U * m.U.transpose() - h).norm() <= 1e-4 * h.norm());
   // sketched (K > s): the top-8 subspace of a rank-8-plus-noise H is captured
   const layer big = make_layer(4, 600, 8, 3);
-  const auto sk = ptq::input_stats::from(big.calibration, 64);
-  CHECK(!sk.exact());
   const Eigen::MatrixXd xb = big.calibration.cast<double>();
   const Eigen::MatrixXd hb = xb.transpose() * xb / static_cast<double>(xb.rows());
   const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(hb);
   const Eigen::MatrixXd top = eig.eigenvectors().rightCols(8);
-  const auto mb = sk.model(8);
-  const Eigen::MatrixXd q = mb.U.householderQr().householderQ() * Eigen::MatrixXd::Identity(600, 8);
-  CHECK((top.transpose() * q).norm() / std::sqrt(8.0) > 0.99);  // principal angles near 0
+  for (const auto kind : {ptq::test_matrix_kind::hadamard, ptq::test_matrix_kind::gaussian}) {
+    INFO("test matrix " << ptq::test_matrix_name(kind));
+    ptq::input_stats sk(600, 64, 0, kind);
+    sk.add(big.calibration);
+    CHECK(!sk.exact());
+    const auto mb = sk.model(8);
+    const Eigen::MatrixXd q = mb.U.householderQr().householderQ() * Eigen::MatrixXd::Identity(600, 8);
+    CHECK((top.transpose() * q).norm() / std::sqrt(8.0) > 0.99);  // principal angles near 0
+  }
 }
 
 TEST_CASE("default statistics: exact H up to K = 1024, sketched above; the default rank spends K x rank <= 64 x 4096 "

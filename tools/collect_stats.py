@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 
-VERSION = "1"
+VERSION = "2"
 # The default sketch rule of ptq::input_stats (sketch_for): H exactly while K <= EXACT_CHANNELS,
 # a sketch of DEFAULT_SKETCH columns above. sketch=None asks for it.
 EXACT_CHANNELS = 1024
@@ -74,16 +74,55 @@ def _bits(seed, index):
 _omegas = {}
 
 
-def test_matrix(k, s, seed=0):
-    """Omega (K x s, float32), as input_stats::test_matrix makes it (docs/calibration_stats.md).
-    The logarithm and cosine are the C library's, element by element, as in C++. Layers of
-    the same width share it (computed once)."""
-    if (k, s, seed) not in _omegas:
-        _omegas[(k, s, seed)] = _test_matrix(k, s, seed)
-    return _omegas[(k, s, seed)]
+def hadamard_length(k):
+    """The largest power of two <= K (ptq::test_matrix::hadamard_length)."""
+    p = 1
+    while p <= k // 2:
+        p *= 2
+    return p
 
 
-def _test_matrix(k, s, seed):
+def default_test_matrix(k, s):
+    """input_stats::default_test_matrix: Hadamard where s distinct columns of it exist."""
+    return "hadamard" if s < k and s <= hadamard_length(k) else "gaussian"
+
+
+def test_matrix(k, s, seed=0, kind="hadamard"):
+    """Omega (K x s, float32), as ptq::test_matrix makes it (docs/calibration_stats.md).
+    Layers of the same width share it (computed once)."""
+    if (k, s, seed, kind) not in _omegas:
+        _omegas[(k, s, seed, kind)] = _hadamard(k, s, seed) if kind == "hadamard" else _gaussian(k, s, seed)
+    return _omegas[(k, s, seed, kind)]
+
+
+def _odd_parity(x):
+    for shift in (32, 16, 8, 4, 2, 1):
+        x = x ^ (x >> np.uint64(shift))
+    return (x & np.uint64(1)).astype(bool)
+
+
+def _hadamard(k, s, seed):
+    """sign_i * (-1)^popcount((i mod P) & column_j): signs from bits(seed, i), i < K; columns by
+    a partial Fisher-Yates shuffle of [0, P) with bits(seed, K + j)."""
+    p = hadamard_length(k)
+    if s > p:
+        raise ValueError(f"a Hadamard test matrix of {s} columns for K = {k} (at most {p})")
+    signs = np.where(_bits(seed, np.arange(k, dtype=np.uint64)) & np.uint64(1), -1.0, 1.0).astype(np.float32)
+    draws = _bits(seed, np.arange(k, k + s, dtype=np.uint64))
+    order = list(range(p))
+    columns = []
+    for j in range(s):
+        pick = j + int((int(draws[j]) * (p - j)) >> 32)
+        order[j], order[pick] = order[pick], order[j]
+        columns.append(order[j])
+    rows = (np.arange(k, dtype=np.uint64) % np.uint64(p)).reshape(-1, 1)
+    odd = _odd_parity(rows & np.array(columns, dtype=np.uint64).reshape(1, -1))
+    return np.where(odd, -signs.reshape(-1, 1), signs.reshape(-1, 1)).astype(np.float32)
+
+
+def _gaussian(k, s, seed):
+    """Box-Muller on the generator's bits; the logarithm and cosine are the C library's,
+    element by element, as in C++."""
     i = np.arange(k, dtype=np.uint64).reshape(-1, 1)
     j = np.arange(s, dtype=np.uint64).reshape(1, -1)
     index = np.uint64(2) * (i * np.uint64(s) + j)
@@ -103,11 +142,12 @@ class Stats:
         self.k, self.seed = k, seed
         self.s = min(sketch if sketch else sketch_for(k), k)  # None or 0: the default rule, as in C++
         self.exact = self.s == k
+        self.kind = "none" if self.exact else default_test_matrix(k, self.s)
         self.count = 0
         self.sum = np.zeros(k)
         self.sum_sq = np.zeros(k)
         self.moments = np.zeros((k, self.s))
-        self.omega = None if self.exact else test_matrix(k, self.s, seed)
+        self.omega = None if self.exact else test_matrix(k, self.s, seed, self.kind)
 
     def add(self, x):
         x = np.asarray(x, dtype=np.float32).reshape(-1, self.k)
@@ -154,7 +194,7 @@ def write(path, stats):
         tensors[name + ".input_sum"] = st.sum
         tensors[name + ".input_sum_sq"] = st.sum_sq
         tensors[name + ".input_moments"] = st.moments
-        meta[name + ".input_stats"] = json.dumps({"samples": st.count, "sketch": st.s, "seed": st.seed},
+        meta[name + ".input_stats"] = json.dumps({"samples": st.count, "sketch": st.s, "seed": st.seed, "test_matrix": st.kind},
                                                  separators=(",", ":"), sort_keys=True)  # as C++ writes it
     safetensors_io.write(path, tensors, meta)
 

@@ -6,11 +6,13 @@
 //   "<weight>.input_sum"      F64 [K]     sum of x over the samples, per input channel
 //   "<weight>.input_sum_sq"   F64 [K]     sum of x^2
 //   "<weight>.input_moments"  F64 [K, s]  N H Omega (the sketch), or N H (K x K) when s = K
-//   metadata "blockcast.input_stats"            "1" (the version)
-//   metadata "<weight>.input_stats"             {"samples": N, "sketch": s, "seed": seed}
+//   metadata "blockcast.input_stats"            "2" (the version)
+//   metadata "<weight>.input_stats"             {"samples": N, "sketch": s, "seed": seed,
+//                                                "test_matrix": "hadamard" | "gaussian" | "none"}
 //
-// Omega is the K x s Gaussian test matrix of input_stats::test_matrix, a function of K, s
-// and the seed alone, so statistics from different processes merge.
+// Omega is the K x s test matrix of ptq/test_matrix.hpp, a function of K, s, the seed and its
+// kind alone, so statistics from different processes merge ("none": exact, s = K). Version 1
+// files, which had no "test_matrix", are read too: their sketches are Gaussian.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +27,9 @@
 
 namespace blockcast::io {
 
-/// The version this code writes and reads.
-inline constexpr const char* input_stats_version = "1";
+/// The version this code writes; it reads this one and version 1 (Gaussian sketches only).
+inline constexpr const char* input_stats_version = "2";
+inline constexpr const char* input_stats_version_1 = "1";
 inline constexpr const char* input_stats_version_key = "blockcast.input_stats";
 
 namespace detail {
@@ -48,7 +51,11 @@ inline void add_input_stats(safetensors_writer& out, const std::string& name, co
   out.add_owned(name + ".input_moments", dtype::f64, {k, s}, detail::f64_bytes(moments.data(), static_cast<std::size_t>(moments.size())));
   out.set_metadata(input_stats_version_key, input_stats_version);
   out.set_metadata(name + ".input_stats",
-                   nlohmann::json{{"samples", st.count}, {"sketch", st.sketch}, {"seed", st.seed}}.dump());
+                   nlohmann::json{{"samples", st.count},
+                                  {"sketch", st.sketch},
+                                  {"seed", st.seed},
+                                  {"test_matrix", st.sketch < st.channels ? ptq::test_matrix_name(st.omega) : "none"}}
+                       .dump());
 }
 
 /// Whether a file holds statistics for weight `name`.
@@ -62,17 +69,21 @@ inline ptq::input_stats read_input_stats(const safetensors_file& f, const std::s
   const auto version = meta.find(input_stats_version_key);
   if (version == meta.end())
     detail::fail(f.path(), "holds no input statistics (no \"" + std::string(input_stats_version_key) + "\" metadata)");
-  if (version->second != input_stats_version)
-    detail::fail(f.path(), "input statistics of version " + in_quotes(version->second) + "; this build reads version " +
-                               input_stats_version);
+  const bool version_1 = version->second == input_stats_version_1;
+  if (!version_1 && version->second != input_stats_version)
+    detail::fail(f.path(), "input statistics of version " + in_quotes(version->second) + "; this build reads versions " +
+                               input_stats_version_1 + " and " + input_stats_version);
   const auto info = meta.find(name + ".input_stats");
   if (info == meta.end()) detail::fail(f.path(), "no input statistics for " + in_quotes(name));
   ptq::input_stats_state st;
+  std::string kind;
   try {
     const auto j = parse_json(info->second);
     st.count = j.at("samples").get<std::size_t>();
     st.sketch = j.at("sketch").get<std::size_t>();
     st.seed = j.at("seed").get<std::uint64_t>();
+    // version 1 sketched with Gaussian test matrices only
+    kind = version_1 ? "gaussian" : j.at("test_matrix").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     detail::fail(f.path(), "the input statistics of " + in_quotes(name) + " have malformed metadata: " + e.what());
   }
@@ -90,6 +101,13 @@ inline ptq::input_stats read_input_stats(const safetensors_file& f, const std::s
   const auto [sq_shape, sum_sq] = read(".input_sum_sq", 1);
   const auto [m_shape, moments] = read(".input_moments", 2);
   st.channels = static_cast<std::size_t>(sum_shape[0]);
+  const bool sketched = st.sketch < st.channels;
+  if (kind == "hadamard" && sketched) st.omega = ptq::test_matrix_kind::hadamard;
+  else if (kind == "gaussian" && sketched) st.omega = ptq::test_matrix_kind::gaussian;
+  else if (!(kind == "none" && !sketched) && !(version_1 && !sketched))
+    detail::fail(f.path(), "the input statistics of " + in_quotes(name) + " name the test matrix " + in_quotes(kind) + " for " +
+                               (sketched ? "a sketch of " + std::to_string(st.sketch) + " columns (wanted \"hadamard\" or \"gaussian\")"
+                                         : "exact statistics (wanted \"none\")"));
   st.sum = Eigen::Map<const Eigen::VectorXd>(sum.data(), static_cast<Eigen::Index>(sum.size()));
   st.sum_sq = Eigen::Map<const Eigen::VectorXd>(sum_sq.data(), static_cast<Eigen::Index>(sum_sq.size()));
   st.moments = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(

@@ -5,7 +5,8 @@
 //
 // The sketch is the single-pass Nystrom sketch of a PSD matrix (Tropp, Yurtsever, Udell,
 // Cevher, "Fixed-rank approximation of a positive-semidefinite matrix from streaming data",
-// NeurIPS 2017): with a fixed Gaussian test matrix Omega (K x s) it accumulates
+// NeurIPS 2017): with a fixed test matrix Omega (K x s, ptq/test_matrix.hpp: a randomised
+// Hadamard transform by default) it accumulates
 //     Z = sum_n x_n (x_n^T Omega)  =  N H Omega,
 // which is linear in the data: batches add, and statistics from several threads merge by
 // addition. Memory O(K s), cost O(K s) per sample. When K <= s the test matrix is the
@@ -23,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,7 @@
 #include "blockcast/kernels/scalar_ops.hpp"
 #include "blockcast/ptq/defaults.hpp"
 #include "blockcast/ptq/matrix.hpp"
+#include "blockcast/ptq/test_matrix.hpp"
 
 namespace blockcast::ptq {
 
@@ -45,6 +48,7 @@ struct input_stats_state {
   std::size_t channels = 0;  ///< K
   std::size_t sketch = 0;    ///< s (= K when exact)
   std::uint64_t seed = 0;    ///< the test matrix's seed
+  test_matrix_kind omega = test_matrix_kind::gaussian;  ///< the test matrix's kind (sketched statistics only)
   std::size_t count = 0;     ///< N, the samples added
   Eigen::VectorXd sum, sum_sq;  ///< per channel: sum of x, sum of x^2
   Eigen::MatrixXd moments;      ///< N H Omega (K x s), or N H (K x K) when exact
@@ -64,18 +68,30 @@ class input_stats {
     return channels <= exact_channels ? channels : default_sketch;
   }
 
-  /// Empty statistics for K input channels (sketch auto_sketch: sketch_for(K)). All
-  /// statistics that are merged must share K, sketch size and seed.
+  /// The test matrix a sketch of s columns for K channels takes: Hadamard where it exists
+  /// (s <= the largest power of two <= K), else Gaussian. Exact statistics (s >= K) use none.
+  static constexpr test_matrix_kind default_test_matrix(std::size_t channels, std::size_t sketch) {
+    return sketch < channels && test_matrix::hadamard_fits(channels, sketch) ? test_matrix_kind::hadamard
+                                                                             : test_matrix_kind::gaussian;
+  }
+
+  /// Empty statistics for K input channels (sketch auto_sketch: sketch_for(K)), sketched with
+  /// default_test_matrix. All statistics that are merged must share K, sketch size, seed and
+  /// test matrix.
   explicit input_stats(std::size_t channels, std::size_t sketch = auto_sketch, std::uint64_t seed = 0)
+      : input_stats(channels, sketch, seed, std::nullopt) {}
+  /// The same with the test matrix's kind chosen (statistics stored with a Gaussian one).
+  input_stats(std::size_t channels, std::size_t sketch, std::uint64_t seed, std::optional<test_matrix_kind> kind)
       : k_(channels),
         s_(std::min(sketch == auto_sketch ? sketch_for(channels) : sketch, channels)),
         seed_(seed),
-        exact_(s_ == channels) {
+        exact_(s_ == channels),
+        kind_(kind ? *kind : default_test_matrix(k_, s_)) {
     if (channels == 0) blockcast::detail::fail<shape_error>("input_stats: K must be >= 1");
     sum_.setZero(static_cast<Eigen::Index>(k_));
     sum_sq_.setZero(static_cast<Eigen::Index>(k_));
     z_.setZero(static_cast<Eigen::Index>(k_), static_cast<Eigen::Index>(s_));
-    if (!exact_) omega_ = test_matrix(k_, s_, seed_);
+    if (!exact_) omega_.emplace(k_, s_, seed_, kind_);
   }
 
   /// Statistics of the rows of X (N samples x K channels), sketched in a fixed split of the
@@ -120,10 +136,10 @@ class input_stats {
 
   /// Adds statistics gathered elsewhere (another thread, another batch of files).
   void merge(const input_stats& other) {
-    if (other.k_ != k_ || other.s_ != s_ || other.seed_ != seed_)
-      blockcast::detail::fail<shape_error>("input_stats::merge: statistics of K = " + std::to_string(other.k_) +
-                                           " (sketch " + std::to_string(other.s_) + ") into K = " +
-                                           std::to_string(k_) + " (sketch " + std::to_string(s_) + ")");
+    if (other.k_ != k_ || other.s_ != s_ || other.seed_ != seed_ || (!exact_ && other.kind_ != kind_))
+      blockcast::detail::fail<shape_error>("input_stats::merge: statistics of K = " + std::to_string(other.k_) + " (" +
+                                           other.describe_sketch() + ") into K = " + std::to_string(k_) + " (" +
+                                           describe_sketch() + ")");
     count_ += other.count_;
     sum_ += other.sum_;
     sum_sq_ += other.sum_sq_;
@@ -131,7 +147,7 @@ class input_stats {
   }
 
   /// The state, to store.
-  input_stats_state state() const { return {k_, s_, seed_, count_, sum_, sum_sq_, z_}; }
+  input_stats_state state() const { return {k_, s_, seed_, kind_, count_, sum_, sum_sq_, z_}; }
   /// Statistics restored from a stored state: `sketch` and `seed` as they were made with
   /// (the test matrix is regenerated from them); shapes and values are checked.
   static input_stats from_state(input_stats_state st) {
@@ -141,7 +157,12 @@ class input_stats {
                                            " channels and sketch size " + std::to_string(st.sketch) +
                                            " (needs 1 <= sketch <= K)");
     // exact statistics are stored with sketch = K; the constructor takes the same size
-    input_stats s(st.channels, st.sketch, st.seed);
+    if (st.omega == test_matrix_kind::hadamard && st.sketch < st.channels && !test_matrix::hadamard_fits(st.channels, st.sketch))
+      blockcast::detail::fail<shape_error>("input_stats: a stored state of K = " + std::to_string(st.channels) +
+                                           " sketched by a Hadamard test matrix of " + std::to_string(st.sketch) +
+                                           " columns (at most " + std::to_string(test_matrix::hadamard_length(st.channels)) +
+                                           " exist)");
+    input_stats s(st.channels, st.sketch, st.seed, st.omega);
     const auto cols = static_cast<Eigen::Index>(s.s_);
     if (st.sum.size() != k || st.sum_sq.size() != k || st.moments.rows() != k || st.moments.cols() != cols)
       blockcast::detail::fail<shape_error>("input_stats: a stored state of K = " + std::to_string(st.channels) +
@@ -164,6 +185,8 @@ class input_stats {
   std::size_t sketch_size() const { return s_; }
   /// Whether H is held exactly (K <= sketch size).
   bool exact() const { return exact_; }
+  /// The sketch's test matrix kind (meaningless when exact).
+  test_matrix_kind test_matrix_type() const { return kind_; }
   Eigen::VectorXd mean() const { return sum_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
   Eigen::VectorXd mean_square() const { return sum_sq_ / static_cast<double>(std::max<std::size_t>(count_, 1)); }
 
@@ -214,8 +237,10 @@ class input_stats {
       // Nystrom: H ~ Y (Omega^T Y)^+ Y^T with Y = H Omega, stabilised by a small shift nu.
       // Y is accumulated from FP32 products (add), so its rounding is FP32's: the shift is
       // sized to FP32's epsilon, or Omega^T Y of a near-singular H is indefinite by rounding.
-      // From an exact H, Omega has 2 x rank columns, drawn as a sketch of that size draws it
-      const Eigen::MatrixXd om = (exact_ ? test_matrix(k_, 2 * rank, seed_) : omega_).cast<double>();
+      // From an exact H, Omega is Gaussian with 2 x rank columns (the Hadamard kind would
+      // save nothing here, and this keeps the models of exact statistics as they were)
+      const Eigen::MatrixXd om =
+          (exact_ ? test_matrix(k_, 2 * rank, seed_, test_matrix_kind::gaussian).dense() : omega_->dense()).cast<double>();
       const Eigen::MatrixXd y0 = exact_ ? Eigen::MatrixXd(z_ * om / n) : Eigen::MatrixXd(z_ / n);
       const double nu = std::sqrt(static_cast<double>(k_)) * 1.2e-7 * y0.norm();
       const Eigen::MatrixXd y = y0 + nu * om;
@@ -269,7 +294,8 @@ class input_stats {
     if (exact_) {
       out.moments.noalias() = batch.transpose() * batch;
     } else {
-      const Eigen::MatrixXf y = batch * omega_;  // N x s
+      Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> y;  // N x s
+      omega_->apply(batch, y);
       out.moments.noalias() = batch.transpose() * y;
     }
     if (!out.moments.allFinite() || !out.sum_sq.allFinite())
@@ -292,29 +318,21 @@ class input_stats {
     add_sums(b);
   }
 
-  /// Portable, seeded Gaussian K x s (hash-based uniforms + Box-Muller), so statistics are
-  /// reproducible on every platform.
-  static Eigen::MatrixXf test_matrix(std::size_t k, std::size_t s, std::uint64_t seed) {
-    Eigen::MatrixXf om(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(s));
-    for (std::size_t i = 0; i < k; ++i)
-      for (std::size_t j = 0; j < s; ++j) {
-        const std::uint64_t index = 2 * (i * s + j);
-        const double u1 = (blockcast::detail::stochastic_bits(seed, index) + 1.0) / 4294967297.0;
-        const double u2 = blockcast::detail::stochastic_bits(seed, index + 1) / 4294967296.0;
-        om(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) =
-            static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-      }
-    return om;
+  std::string describe_sketch() const {
+    if (exact_) return "exact";
+    return std::string("sketch ") + std::to_string(s_) + (kind_ == test_matrix_kind::hadamard ? ", Hadamard" : ", Gaussian") +
+           ", seed " + std::to_string(seed_);
   }
 
   std::size_t k_;
   std::size_t s_;
   std::uint64_t seed_;
   bool exact_;
+  test_matrix_kind kind_;
   std::size_t count_ = 0;
   Eigen::VectorXd sum_, sum_sq_;
   Eigen::MatrixXd z_;      // N H Omega (K x s), or N H (K x K) when exact
-  Eigen::MatrixXf omega_;  // K x s test matrix (unused when exact)
+  std::optional<test_matrix> omega_;  // K x s (none when exact)
 };
 
 }  // namespace blockcast::ptq
