@@ -88,13 +88,14 @@ TEST_CASE("Hadamard test matrices: +-1 entries, full column rank, and X Omega as
     // unit rows give Omega's rows exactly; random rows a product's value to FP32 rounding,
     // and the same bits whether transformed together or one at a time (37: not a multiple of
     // the 16 samples transformed at once)
-    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> y, y1;
+    ptq::matrix y(k, s), y1(1, s);
     om.apply(ptq::matrix::Identity(k, k), y);
     CHECK(y == d);
     std::mt19937 rng(static_cast<unsigned>(k));
     std::normal_distribution<float> normal;
     ptq::matrix x(37, k);
     for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+    y.resize(37, s);
     om.apply(x, y);
     const Eigen::MatrixXd exact = x.cast<double>() * d.cast<double>();
     CHECK((y.cast<double>() - exact).cwiseAbs().maxCoeff() <= 1e-5 * x.cwiseAbs().maxCoeff() * std::sqrt(static_cast<double>(k)) * 8);
@@ -108,6 +109,9 @@ TEST_CASE("Hadamard test matrices: +-1 entries, full column rank, and X Omega as
   CHECK(test_matrix::hadamard_length(1024) == 1024);
   CHECK(test_matrix::hadamard_length(1023) == 512);
   CHECK_FALSE(test_matrix::hadamard_fits(1023, 513));
+  ptq::matrix wrong(3, 64);
+  CHECK_THROWS_WITH(test_matrix(40, 16, 0, ptq::test_matrix_kind::hadamard).apply(ptq::matrix::Zero(3, 40), wrong),
+                    Catch::Contains("samples of shape 3 x 40 into 3 x 64 for Omega of 40 x 16"));
   CHECK_THROWS_WITH(test_matrix(1023, 513, 0, ptq::test_matrix_kind::hadamard),
                     Catch::Contains("Hadamard test matrix of 513 columns for K = 1023 (at most 512"));
   // the default: Hadamard where it exists, Gaussian for a wider sketch

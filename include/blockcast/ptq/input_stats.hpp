@@ -294,7 +294,7 @@ class input_stats {
     if (exact_) {
       out.moments.noalias() = batch.transpose() * batch;
     } else {
-      Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> y;  // N x s
+      matrix y(batch.rows(), static_cast<Eigen::Index>(s_));  // N x s
       omega_->apply(batch, y);
       out.moments.noalias() = batch.transpose() * y;
     }

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "blockcast/error.hpp"
@@ -94,13 +95,17 @@ class test_matrix {
   /// (x_i + x_{i+P}), transformed by butterflies of stride 1, 2, 4, ..., P/2, and s of the
   /// results picked. Every sum is one FP32 addition in a fixed order, so the bits do not
   /// depend on the machine. Gaussian: a matrix product.
-  void apply(const matrix_ref& x, Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& y) const {
+  /// `y` must be N x s.
+  void apply(const matrix_ref& x, Eigen::Ref<matrix> y) const {
+    if (x.cols() != dense_.rows() || y.rows() != x.rows() || y.cols() != dense_.cols())
+      blockcast::detail::fail<shape_error>("test_matrix::apply: samples of shape " + detail::shape(x) + " into " +
+                                           detail::shape(y) + " for Omega of " +
+                                           std::to_string(dense_.rows()) + " x " + std::to_string(dense_.cols()));
     if (kind_ == test_matrix_kind::gaussian) {
       y.noalias() = x * dense_;
       return;
     }
     const std::size_t channels = signs_.size(), sketch = columns_.size();
-    y.resize(x.rows(), static_cast<Eigen::Index>(sketch));
     // `lanes` samples at a time, interleaved (value i of lane l at i * lanes + l), so that
     // every butterfly is vector work, whatever its stride; P x lanes floats stay in L2
     std::vector<float> v(p_ * lanes);
@@ -118,9 +123,13 @@ class test_matrix {
           for (std::size_t i = split; i < end; ++i) lane[(i - p_) * lanes] += signs_[i] * row[i];
         }
       }
-      for (std::size_t h = 1; h < p_; h *= 2)
-        for (std::size_t start = 0; start < p_; start += 2 * h)
-          for (std::size_t i = start; i < start + h; ++i) butterfly(&v[i * lanes], &v[(i + h) * lanes]);
+      // The strides below `span` stay within runs of `span` values (32 KB, in L1): each run
+      // takes all of them in turn, then the larger strides go over the whole transform. The
+      // same butterflies on the same values as stride after stride over all of it, so the
+      // same bits, with a third of the passes over L2 at P = 4096.
+      const std::size_t span = std::min(p_, l1_values);
+      for (std::size_t run = 0; run < p_; run += span) butterflies(v.data(), run, run + span, 1, span);
+      butterflies(v.data(), 0, p_, span, p_);
       for (Eigen::Index l = 0; l < count; ++l)
         for (std::size_t j = 0; j < sketch; ++j)
           y(first + l, static_cast<Eigen::Index>(j)) = v[columns_[j] * lanes + static_cast<std::size_t>(l)];
@@ -129,6 +138,16 @@ class test_matrix {
 
  private:
   static constexpr std::size_t lanes = 16;
+
+  /// Transform values per lane (512 x 16 floats: 32 KB) whose butterflies run in L1.
+  static constexpr std::size_t l1_values = 512;
+
+  /// The butterflies of strides [first_stride, end_stride) within values [begin, end) of v.
+  static void butterflies(float* v, std::size_t begin, std::size_t end, std::size_t first_stride, std::size_t end_stride) {
+    for (std::size_t h = first_stride; h < end_stride; h *= 2)
+      for (std::size_t start = begin; start < end; start += 2 * h)
+        for (std::size_t i = start; i < start + h; ++i) butterfly(&v[i * lanes], &v[(i + h) * lanes]);
+  }
 
   /// (a, b) -> (a + b, a - b), lane by lane.
   static void butterfly(float* __restrict a, float* __restrict b) {
