@@ -100,7 +100,7 @@ TEST_CASE("version 1 statistics files (Gaussian sketches, no test_matrix entry) 
   ptq::input_stats fresh(40, 16, 3);
   fresh.add(x);
   ptq::input_stats merged = back;
-  CHECK_THROWS_WITH(merged.merge(fresh), Catch::Contains("sketch 16, Hadamard, seed 3) into K = 40 (sketch 16, Gaussian, seed 3)"));
+  CHECK_THROWS_WITH(merged.merge(fresh), Catch::Contains("(sketch 16, hadamard, seed 3) into K = 40 (sketch 16, gaussian, seed 3)"));
 }
 
 TEST_CASE("damaged or foreign statistics files are refused, naming the file and the problem", "[io][input_stats][errors]") {
@@ -129,6 +129,14 @@ TEST_CASE("damaged or foreign statistics files are refused, naming the file and 
             o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 17, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
           }),
           "Hadamard test matrix of 17 columns (at most 16 exist)");
+  refused(write("exact-kind", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 20, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
+          }),
+          "test matrix 'hadamard' for exact statistics (wanted 'none')");
+  refused(write("sketch-none", [](io::safetensors_writer& o) {
+            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"none\"}");
+          }),
+          "test matrix 'none' for a sketch of 8 columns (wanted 'hadamard' or 'gaussian')");
   refused(write("metadata", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": -1}"); }),
           "malformed metadata");
   refused(write("no-sketch", [](io::safetensors_writer& o) {

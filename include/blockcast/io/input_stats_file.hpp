@@ -31,6 +31,8 @@ namespace blockcast::io {
 inline constexpr const char* input_stats_version = "2";
 inline constexpr const char* input_stats_version_1 = "1";
 inline constexpr const char* input_stats_version_key = "blockcast.input_stats";
+/// The test matrix entry of exact statistics, which have none.
+inline constexpr const char* exact_kind = "none";
 
 namespace detail {
 inline std::vector<std::uint8_t> f64_bytes(const double* values, std::size_t n) {
@@ -54,7 +56,7 @@ inline void add_input_stats(safetensors_writer& out, const std::string& name, co
                    nlohmann::json{{"samples", st.count},
                                   {"sketch", st.sketch},
                                   {"seed", st.seed},
-                                  {"test_matrix", st.sketch < st.channels ? ptq::test_matrix_name(st.omega) : "none"}}
+                                  {"test_matrix", st.sketch < st.channels ? ptq::test_matrix_name(st.omega) : exact_kind}}
                        .dump());
 }
 
@@ -83,7 +85,7 @@ inline ptq::input_stats read_input_stats(const safetensors_file& f, const std::s
     st.sketch = j.at("sketch").get<std::size_t>();
     st.seed = j.at("seed").get<std::uint64_t>();
     // version 1 sketched with Gaussian test matrices only
-    kind = version_1 ? "gaussian" : j.at("test_matrix").get<std::string>();
+    kind = version_1 ? ptq::test_matrix_name(ptq::test_matrix_kind::gaussian) : j.at("test_matrix").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     detail::fail(f.path(), "the input statistics of " + in_quotes(name) + " have malformed metadata: " + e.what());
   }
@@ -101,13 +103,16 @@ inline ptq::input_stats read_input_stats(const safetensors_file& f, const std::s
   const auto [sq_shape, sum_sq] = read(".input_sum_sq", 1);
   const auto [m_shape, moments] = read(".input_moments", 2);
   st.channels = static_cast<std::size_t>(sum_shape[0]);
+  // a sketch names its test matrix; exact statistics (s = K) "none" (version 1: nothing)
   const bool sketched = st.sketch < st.channels;
-  if (kind == "hadamard" && sketched) st.omega = ptq::test_matrix_kind::hadamard;
-  else if (kind == "gaussian" && sketched) st.omega = ptq::test_matrix_kind::gaussian;
-  else if (!(kind == "none" && !sketched) && !(version_1 && !sketched))
+  const auto omega = ptq::test_matrix_from_name(kind);
+  if (sketched && omega) st.omega = *omega;
+  else if (sketched || (kind != exact_kind && !version_1))
     detail::fail(f.path(), "the input statistics of " + in_quotes(name) + " name the test matrix " + in_quotes(kind) + " for " +
-                               (sketched ? "a sketch of " + std::to_string(st.sketch) + " columns (wanted \"hadamard\" or \"gaussian\")"
-                                         : "exact statistics (wanted \"none\")"));
+                               (sketched ? "a sketch of " + std::to_string(st.sketch) + " columns (wanted " +
+                                               in_quotes(ptq::test_matrix_name(ptq::test_matrix_kind::hadamard)) + " or " +
+                                               in_quotes(ptq::test_matrix_name(ptq::test_matrix_kind::gaussian)) + ")"
+                                         : std::string("exact statistics (wanted ") + in_quotes(exact_kind) + ")"));
   st.sum = Eigen::Map<const Eigen::VectorXd>(sum.data(), static_cast<Eigen::Index>(sum.size()));
   st.sum_sq = Eigen::Map<const Eigen::VectorXd>(sum_sq.data(), static_cast<Eigen::Index>(sum_sq.size()));
   st.moments = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(

@@ -320,8 +320,7 @@ class input_stats {
 
   std::string describe_sketch() const {
     if (exact_) return "exact";
-    return std::string("sketch ") + std::to_string(s_) + (kind_ == test_matrix_kind::hadamard ? ", Hadamard" : ", Gaussian") +
-           ", seed " + std::to_string(seed_);
+    return "sketch " + std::to_string(s_) + ", " + test_matrix_name(kind_) + ", seed " + std::to_string(seed_);
   }
 
   std::size_t k_;

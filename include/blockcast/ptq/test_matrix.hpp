@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,12 @@ enum class test_matrix_kind { gaussian, hadamard };
 /// The kinds' names, as statistics files store them (docs/calibration_stats.md).
 inline const char* test_matrix_name(test_matrix_kind kind) {
   return kind == test_matrix_kind::hadamard ? "hadamard" : "gaussian";
+}
+/// The kind of a name test_matrix_name gives; none for any other name.
+inline std::optional<test_matrix_kind> test_matrix_from_name(const std::string& name) {
+  for (const auto kind : {test_matrix_kind::gaussian, test_matrix_kind::hadamard})
+    if (name == test_matrix_name(kind)) return kind;
+  return std::nullopt;
 }
 
 class test_matrix {
