@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpus (fuzz/corpus/<target>/). Run from the repository root
-after building the command-line tool: python3 fuzz/make_seeds.py build/tools/blockcast"""
+after building the command-line tool (numpy needed): /usr/bin/python3 fuzz/make_seeds.py build/tools/blockcast"""
 import json, math, os, random, struct, subprocess, sys, tempfile
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -121,3 +121,27 @@ seed += gguf_string("blk.0.attn_q.weight.in_sum2") + struct.pack("<IQQIQ", 2, 8,
 seed += gguf_string("blk.0.attn_q.weight.counts") + struct.pack("<IQQIQ", 2, 1, 1, 0, 32)  # F32 [1, 1] at 32
 seed = aligned(aligned(seed) + floats([i + 0.25 for i in range(8)])) + floats([16.0])
 put("imatrix", "imatrix.gguf", seed)
+
+# fuzz_input_stats: calibration statistics files (docs/calibration_stats.md), made by
+# tools/collect_stats.py: a Hadamard sketch, exact statistics, and a version 1 file (Gaussian)
+sys.path.insert(0, os.path.join(os.path.dirname(root), "..", "tools"))
+import collect_stats  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def stats_file(name, k, sketch, seed, version="2"):
+    st = collect_stats.Stats(k, sketch, seed)
+    if version == "1" and not st.exact:  # version 1 sketched with Gaussian test matrices only
+        st.kind, st.omega = "gaussian", collect_stats.test_matrix(k, st.s, seed, "gaussian")
+    st.add(np.random.default_rng(k).standard_normal((50, k)).astype(np.float32))
+    info = {"samples": st.count, "seed": seed, "sketch": st.s}
+    if version == "2":
+        info["test_matrix"] = st.kind
+    tensors = [(name + ".input_sum", "F64", [k], st.sum.tobytes()), (name + ".input_sum_sq", "F64", [k], st.sum_sq.tobytes()),
+               (name + ".input_moments", "F64", [k, st.s], np.ascontiguousarray(st.moments).tobytes())]
+    return safetensors(tensors, {"blockcast.input_stats": version, name + ".input_stats": json.dumps(info)})
+
+
+put("input_stats", "hadamard", stats_file("w", 40, 16, 7))
+put("input_stats", "exact", stats_file("layer.weight", 12, None, 0))
+put("input_stats", "version1", stats_file("w", 24, 8, 3, version="1"))
