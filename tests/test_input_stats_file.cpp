@@ -117,35 +117,27 @@ TEST_CASE("damaged or foreign statistics files are refused, naming the file and 
   auto refused = [](const std::string& path, const std::string& what) {
     blockcast::test::require_refused([&] { (void)io::read_input_stats(io::safetensors_file(path), "w"); }, path, what);
   };
+  // a file whose "w.input_stats" metadata is `info` instead of what the writer put there
+  auto with_info = [&](const std::string& name, const std::string& info) {
+    return write(name, [&](io::safetensors_writer& o) { o.set_metadata("w.input_stats", info); });
+  };
   refused(write("version", [](io::safetensors_writer& o) { o.set_metadata("blockcast.input_stats", "3"); }), "version '3'");
-  refused(write("kind", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"sobol\"}");
-          }),
+  refused(with_info("kind", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"sobol\"}"),
           "test matrix 'sobol' for a sketch of 8 columns");
-  refused(write("no-kind", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1}"); }),
+  refused(with_info("no-kind", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1}"),
           "malformed metadata");
   // K = 20: its Hadamard transform has 16 columns
-  refused(write("wide-hadamard", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 17, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
-          }),
+  refused(with_info("wide-hadamard", "{\"samples\": 64, \"sketch\": 17, \"seed\": 1, \"test_matrix\": \"hadamard\"}"),
           "Hadamard test matrix of 17 columns (at most 16 exist)");
-  refused(write("exact-kind", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 20, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
-          }),
+  refused(with_info("exact-kind", "{\"samples\": 64, \"sketch\": 20, \"seed\": 1, \"test_matrix\": \"hadamard\"}"),
           "test matrix 'hadamard' for exact statistics (wanted 'none')");
-  refused(write("sketch-none", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"none\"}");
-          }),
+  refused(with_info("sketch-none", "{\"samples\": 64, \"sketch\": 8, \"seed\": 1, \"test_matrix\": \"none\"}"),
           "test matrix 'none' for a sketch of 8 columns (wanted 'hadamard' or 'gaussian')");
-  refused(write("metadata", [](io::safetensors_writer& o) { o.set_metadata("w.input_stats", "{\"samples\": -1}"); }),
+  refused(with_info("metadata", "{\"samples\": -1}"),
           "malformed metadata");
-  refused(write("no-sketch", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 0, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
-          }),
+  refused(with_info("no-sketch", "{\"samples\": 64, \"sketch\": 0, \"seed\": 1, \"test_matrix\": \"hadamard\"}"),
           "sketch size 0");
-  refused(write("other-sketch", [](io::safetensors_writer& o) {
-            o.set_metadata("w.input_stats", "{\"samples\": 64, \"sketch\": 4, \"seed\": 1, \"test_matrix\": \"hadamard\"}");
-          }),
+  refused(with_info("other-sketch", "{\"samples\": 64, \"sketch\": 4, \"seed\": 1, \"test_matrix\": \"hadamard\"}"),
           "moments of 20 x 8 (wanted 20 and 20 x 4)");
   {
     // a tensor of the wrong type: F32 sums
