@@ -141,6 +141,8 @@ class mx_activations {
     sums_.assign(padded, 0);
     for (std::size_t b = 0; b < blocks; ++b)
       for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
+    eights_.assign(codes_.size() / 8, 0);
+    for (std::size_t i = 0; i < codes_.size(); ++i) eights_[i / 8] += wide_[i];
   }
 
   std::size_t cols() const { return cols_; }
@@ -150,8 +152,8 @@ class mx_activations {
   const std::int16_t* wide_codes() const { return wide_.data(); }
   /// The forms the kernels read for the group of 16 weight blocks starting at `block`.
   simd::arch::group_activations group(std::size_t block) const {
-    return {codes() + block * B,        wide_.data() + block * B, split_.data() + block * B,
-            sums_.data() + block,        scale_.data() + block,    has_min_code_[block / 16] != 0};
+    return {codes() + block * B,  wide_.data() + block * B, split_.data() + block * B,          sums_.data() + block,
+            eights_.data() + block * B / 8, scale_.data() + block, has_min_code_[block / 16] != 0};
   }
   /// d_x of weight block b: the activation block's scale times 2^-6.
   const float* scales() const { return scale_.data(); }
@@ -166,6 +168,7 @@ class mx_activations {
   std::vector<std::uint8_t> has_min_code_;  // per group of 16 weight blocks
   std::vector<float, detail::tensor_allocator<float>> scale_;
   std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> sums_;
+  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> eights_;
 };
 
 namespace reference {
@@ -245,7 +248,17 @@ struct mx_dot_kernels {
   /// The dot products of rows r0..r1 into y[0..r1-r0).
   static void rows(packed_view<Format> w, std::size_t r0, std::size_t r1, const mx_activations<Format>& x, float* y) {
     const state s;
-    for (std::size_t r = r0; r < r1; ++r) y[r - r0] = row_dot(w, r, x, s);
+    std::size_t r = r0;
+    if constexpr (arch::has_group_dot<Format, Arch>()) {
+      // several rows at once where the kernel can (the same bits as one at a time): rows of
+      // whole groups only, the others need the reference's blocks
+      constexpr int together = arch::group_dot<Format, Arch>::rows_at_once;
+      if constexpr (together > 1) {
+        if (w.cols() % (16 * B) == 0)
+          for (; r + together <= r1; r += together) rows_together<together>(w, r, x, s, y + (r - r0));
+      }
+    }
+    for (; r < r1; ++r) y[r - r0] = row_dot(w, r, x, s);
   }
 
   static float row_dot(packed_view<Format> w, std::size_t row, const mx_activations<Format>& x, const state& s = {}) {
@@ -271,6 +284,21 @@ struct mx_dot_kernels {
   }
 
  private:
+  /// Rows r .. r + R - 1, all of whole groups, into y[0..R).
+  template <int R>
+  static void rows_together(packed_view<Format> w, std::size_t r, const mx_activations<Format>& x, const state& s,
+                            float* y) {
+    constexpr std::size_t group_bytes = 16 * B * bits / 8;
+    const std::uint8_t* codes[R];
+    const std::uint8_t* scales[R];
+    for (int k = 0; k < R; ++k) {
+      codes[k] = w.row_codes(r + k);
+      scales[k] = w.row_scales(r + k);
+    }
+    typename arch::group_dot<Format, Arch>::partials p[R];
+    s.group.accumulate_rows(codes, group_bytes, scales, w.cols() / (16 * B), x, p);
+    for (int k = 0; k < R; ++k) y[k] = finish(s.group.tree_sum(p[k]), w);
+  }
   /// The terms of blocks `first` to the end of the row, by the reference's block sums.
   static std::vector<float> rest(packed_view<Format> w, std::size_t row, std::size_t first,
                                  const mx_activations<Format>& x) {

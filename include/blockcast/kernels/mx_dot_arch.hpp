@@ -45,6 +45,7 @@ struct group_activations {
   const std::int16_t* wide;    // in order, widened to 16 bits
   const std::int8_t* split;    // per 128 codes: the 64 even-indexed ones, then the 64 odd ones
   const std::int32_t* sums;    // per weight block: the sum of its codes
+  const std::int32_t* eights;  // per run of 8 codes: their sum
   const float* scales;         // per weight block: d_x
   bool has_min_code;           // some code is -128 (whose negation is no signed byte)
 };
@@ -72,6 +73,13 @@ template <class Kernel>
 constexpr bool software_prefetch() {
   return prefetch_of<Kernel>::value;
 }
+
+/// How many rows a kernel sums at once (Kernel::rows_at_once; 1 unless it says otherwise).
+template <class Kernel, class = void>
+struct rows_at_once_of : std::integral_constant<int, 1> {};
+template <class Kernel>
+struct rows_at_once_of<Kernel, std::void_t<decltype(Kernel::rows_at_once)>>
+    : std::integral_constant<int, Kernel::rows_at_once> {};
 
 /// Whether Arch runs group_dot's AVX-512 kernels for Format.
 template <class Format, class Arch>
@@ -178,13 +186,14 @@ template <class Ints, std::size_t B, class Arch>
 struct e2m1_sums {
   static constexpr int offset_shift = 4;
   static constexpr int offset = 1 << offset_shift;
-  /// Software prefetch ahead of the codes (group_dot::prefetch): MXFP4's kernel keeps up with
-  /// the hardware prefetcher, and its prefetch instructions cost more than they bring (16384 x
-  /// 4096 on Zen 4: 28 -> 32 GB/s without); NVFP4's groups are half as many bytes per scale
-  /// decode and still gain from it.
+  /// Software prefetch ahead of the codes when one row is read at a time (group_dot::prefetch;
+  /// rows_sums's rows are always prefetched): MXFP4's kernel keeps up with the hardware
+  /// prefetcher, and its prefetch instructions cost more than they bring (16384 x 4096 on Zen
+  /// 4: 28 -> 32 GB/s without); NVFP4's groups are half as many bytes per scale decode and
+  /// still gain from it.
   static constexpr bool software_prefetch = B != 32;
-  static_assert(Ints::max_magnitude() <= offset && 8 * (Ints::max_magnitude() + offset) * 128 <= 32767,
-                "integer + offset is an unsigned byte, and a lane's 8 products fit 16 bits (quad_totals)");
+  static_assert(Ints::max_magnitude() <= offset && 16 * Ints::max_magnitude() * 128 <= 32767,
+                "integer + offset is an unsigned byte, and 16 products fit 16 bits (quad_totals)");
   e2m1_sums() {
     alignas(16) std::uint8_t t[16];
     for (int c = 0; c < 16; ++c) t[c] = static_cast<std::uint8_t>(Ints::integer(static_cast<std::uint8_t>(c)) + offset);
@@ -206,35 +215,48 @@ struct e2m1_sums {
     even = _mm512_shuffle_epi8(table_, _mm512_and_si512(bytes, low));
     odd = _mm512_shuffle_epi8(table_, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low));
   }
+  /// Rows summed at once by rows_sums. One row's kernel is bound by its loads, not its
+  /// arithmetic: per 128 codes one vector of codes and two of activations, at one 64-byte load
+  /// per cycle on Zen 4. Four rows share the activation loads: MXFP4 rows in the L2 went from
+  /// 15.6 to 13.5 core cycles per 512 codes.
+  static constexpr int rows_at_once = 4;
   /// Block sums of 16 blocks; never meets Inf or NaN.
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
-    constexpr int chunks = static_cast<int>(16 * B / 128);
-    __m512i r[chunks];
-    for (int i = 0; i < chunks; ++i) {
-      __m512i even, odd;
-      lookup(_mm512_loadu_si512(codes + 64 * i), even, odd);
-      r[i] = dot_u8s8<Arch>(dot_u8s8<Arch>(_mm512_setzero_si512(), even, _mm512_loadu_si512(x.split + 128 * i)), odd,
-                      _mm512_loadu_si512(x.split + 128 * i + 64));
-    }
-    // 128 codes per vector: blocks of 32 are 4 lanes (one 128-bit quarter) each, blocks of
-    // 16 two lanes each
-    const __m512i totals = B == 32 ? quad_totals(r) : pair_totals(r);
-    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_slli_epi32(_mm512_loadu_si512(x.sums), offset_shift)));
+    rows_sums<1>(&codes, x, &sums);
     return true;
+  }
+  /// The block sums of 16 blocks in each of R rows (row k's codes at codes[k]).
+  template <int R>
+  BLOCKCAST_INLINE void rows_sums(const std::uint8_t* const* codes, const group_activations& x, __m512* sums) const {
+    constexpr int chunks = static_cast<int>(16 * B / 128);
+    __m512i r[R][chunks];
+    for (int i = 0; i < chunks; ++i) {
+      const __m512i even_x = _mm512_loadu_si512(x.split + 128 * i), odd_x = _mm512_loadu_si512(x.split + 128 * i + 64);
+      // lane l holds codes 8l .. 8l+7 of the 128; starting it at -offset * their sum leaves the
+      // exact sum of integer * x, so no correction is left for the block totals
+      const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(x.eights + 16 * i), offset_shift));
+      for (int k = 0; k < R; ++k) {
+        __m512i even, odd;
+        lookup(_mm512_loadu_si512(codes[k] + 64 * i), even, odd);
+        r[k][i] = dot_u8s8<Arch>(dot_u8s8<Arch>(start, even, even_x), odd, odd_x);
+      }
+    }
+    // 128 codes per vector: blocks of 32 are 4 lanes (one 128-bit quarter) each, blocks of 16
+    // two lanes each
+    for (int k = 0; k < R; ++k) sums[k] = _mm512_cvtepi32_ps(B == 32 ? quad_totals(r[k]) : pair_totals(r[k]));
   }
 
  private:
-  /// Lane b = the sum of lanes 4(b % 4) .. +3 of r[b / 4]. Each lane holds 8 products and fits
-  /// 16 bits, so two vectors pack into one (vpackssdw, exact) and vpmaddwd adds the pairs: two
-  /// instructions fewer than block_totals<4>.
+  /// Lane b = the sum of lanes 4(b % 4) .. +3 of r[b / 4]. A lane holds 8 products, a pair of
+  /// lanes 16, and both fit 16 bits, so packing (vpackssdw, exact) and adding pairs (vpmaddwd)
+  /// twice leaves the blocks' totals: three instructions fewer than block_totals<4>.
   static BLOCKCAST_INLINE __m512i quad_totals(const __m512i* r) {
     const __m512i ones = _mm512_set1_epi16(1);
     // quarter q: blocks q, 4+q (two lanes each), then 8+q, 12+q
-    const __m512 a = _mm512_castsi512_ps(_mm512_madd_epi16(_mm512_packs_epi32(r[0], r[1]), ones));
-    const __m512 b = _mm512_castsi512_ps(_mm512_madd_epi16(_mm512_packs_epi32(r[2], r[3]), ones));
+    const __m512i a = _mm512_madd_epi16(_mm512_packs_epi32(r[0], r[1]), ones);
+    const __m512i b = _mm512_madd_epi16(_mm512_packs_epi32(r[2], r[3]), ones);
     // quarter q: blocks q, 4+q, 8+q, 12+q
-    const __m512i f = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
-                                       _mm512_castps_si512(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
+    const __m512i f = _mm512_madd_epi16(_mm512_packs_epi32(a, b), ones);
     return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
   }
   /// Lane b = lanes 2b + 2b+1 of r[0] (b < 8) or of r[1]: packed to 16 bits (exact, as in
@@ -482,6 +504,13 @@ BLOCKCAST_INLINE __m512 decode_scales(const std::uint8_t* codes, ue4m3, __m512 t
   return _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), times), nan, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
 }
 
+/// decode_scales for codes below 0x7F (no NaN, no sign bit): the magnitude alone moves to
+/// FP16's bits 7-13.
+BLOCKCAST_INLINE __m512 decode_plain_scales(const std::uint8_t* codes, ue4m3, __m512 times) {
+  const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_slli_epi16(c, 7)), times);
+}
+
 /// x unchanged, opaque to the optimiser (keeps a product out of a fused multiply-add).
 BLOCKCAST_INLINE __m512 rounded(__m512 x) {
 #if defined(__GNUC__)
@@ -561,9 +590,24 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   template <class Activations, class Special>
   BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
                                        std::size_t groups, const Activations& x, Special&& special) const {
-    // a NaN scale (E8M0 0xFF) is rare: one look at the row's scales spares the per-group test
-    if (any_nan_scale(scales, 16 * groups)) return add_groups<true>(codes, group_bytes, scales, groups, x, special);
+    // a NaN scale (E8M0 0xFF; UE4M3 0x7F, or a sign bit) is rare: one look at the row's
+    // scales spares the per-group test
+    if (any_special_scale(scales, 16 * groups)) return add_groups<true>(codes, group_bytes, scales, groups, x, special);
     return add_groups<false>(codes, group_bytes, scales, groups, x, special);
+  }
+  /// How many rows accumulate_rows takes (1: none, rows go one at a time through accumulate).
+  static constexpr int rows_at_once = rows_at_once_of<sums_kernel>::value;
+  /// accumulate for rows_at_once rows of whole groups at once (row k's codes and scales at
+  /// codes[k] and scales[k]), each row's p into out[k]: the same bits as one row at a time.
+  /// Only for kernels whose codes have no Inf or NaN.
+  template <class Activations>
+  BLOCKCAST_INLINE void accumulate_rows(const std::uint8_t* const* codes, std::size_t group_bytes,
+                                        const std::uint8_t* const* scales, std::size_t groups, const Activations& x,
+                                        partials* out) const {
+    bool nan = false;
+    for (int k = 0; k < rows_at_once; ++k) nan = nan || any_special_scale(scales[k], 16 * groups);
+    if (nan) add_groups_rows<true>(codes, group_bytes, scales, groups, x, out);
+    else add_groups_rows<false>(codes, group_bytes, scales, groups, x, out);
   }
   static void store(partials p, float* out) { _mm512_storeu_ps(out, p); }
   /// The documented tree: p[i] + p[i+8], then + 4, + 2, + 1.
@@ -575,31 +619,59 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
   }
 
  private:
-  template <bool NaNScales, class Activations, class Special>
+  template <bool SpecialScales, class Activations, class Special>
   BLOCKCAST_INLINE partials add_groups(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
                                        std::size_t groups, const Activations& x, Special& special) const {
     __m512 acc = _mm512_setzero_ps();
     for (std::size_t g = 0; g < groups; ++g) {
-      if constexpr (software_prefetch<sums_kernel>()) prefetch(codes + g * group_bytes, group_bytes);
-      add_group<NaNScales>(acc, codes + g * group_bytes, scales + 16 * g, x.group(16 * g), g, special);
+      if constexpr (software_prefetch<sums_kernel>()) prefetch<4096>(codes + g * group_bytes, group_bytes);
+      add_group<SpecialScales>(acc, codes + g * group_bytes, scales + 16 * g, x.group(16 * g), g, special);
     }
     return acc;
   }
-  /// Whether any of n scales is an E8M0 NaN (UE4M3 scales: decode_scales handles NaN).
-  static BLOCKCAST_INLINE bool any_nan_scale(const std::uint8_t* scales, std::size_t n) {
-    if constexpr (!std::is_same_v<typename Format::scale_type, e8m0>) return false;
-    __mmask64 nan = 0;
-    std::size_t i = 0;
-    for (; i + 64 <= n; i += 64) nan |= _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(scales + i), _mm512_set1_epi8(-1));
-    for (; i < n; ++i) nan |= scales[i] == 0xff;
-    return nan != 0;
+  template <bool SpecialScales, class Activations>
+  BLOCKCAST_INLINE void add_groups_rows(const std::uint8_t* const* codes, std::size_t group_bytes,
+                                        const std::uint8_t* const* scales, std::size_t groups, const Activations& x,
+                                        partials* out) const {
+    constexpr int R = rows_at_once;
+    __m512 acc[R];
+    for (int k = 0; k < R; ++k) acc[k] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < groups; ++g) {
+      const std::uint8_t* group_codes[R];
+      for (int k = 0; k < R; ++k) {
+        group_codes[k] = codes[k] + g * group_bytes;
+        // four streams outrun the hardware prefetcher; each asks for its bytes 8 KiB ahead
+        // (at K = 4096, the same place in the next rows_at_once rows)
+        prefetch<8192>(group_codes[k], group_bytes);
+      }
+      const group_activations xg = x.group(16 * g);
+      __m512 sums[R];
+      kernel_.template rows_sums<R>(group_codes, xg, sums);
+      const __m512 x_scales = _mm512_loadu_ps(xg.scales);
+      for (int k = 0; k < R; ++k) {
+        const __m512 partial = avx512::rounded(times_weight_scales<SpecialScales>(sums[k], scales[k] + 16 * g));
+        acc[k] = _mm512_add_ps(acc[k], avx512::rounded(_mm512_mul_ps(partial, x_scales)));
+      }
+    }
+    for (int k = 0; k < R; ++k) out[k] = acc[k];
   }
-  template <bool NaNScales, class Special>
+  /// Whether any of n scales needs times_weight_scales<true>: an E8M0 NaN (0xFF), or a
+  /// UE4M3 code that is NaN (0x7F) or has its sign bit set (>= 0x7F, unsigned).
+  static BLOCKCAST_INLINE bool any_special_scale(const std::uint8_t* scales, std::size_t n) {
+    constexpr std::uint8_t first = std::is_same_v<typename Format::scale_type, e8m0> ? 0xff : 0x7f;
+    __mmask64 special = 0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+      special |= _mm512_cmpge_epu8_mask(_mm512_loadu_si512(scales + i), _mm512_set1_epi8(static_cast<char>(first)));
+    for (; i < n; ++i) special |= scales[i] >= first;
+    return special != 0;
+  }
+  template <bool SpecialScales, class Special>
   BLOCKCAST_INLINE void add_group(__m512& acc, const std::uint8_t* codes, const std::uint8_t* scales,
                                   const group_activations& xg, std::size_t g, Special& special) const {
     __m512 sums;  // fp32(S_b)
     if (kernel_(codes, xg, sums)) {
-      const __m512 partial = avx512::rounded(times_weight_scales<NaNScales>(sums, scales));
+      const __m512 partial = avx512::rounded(times_weight_scales<SpecialScales>(sums, scales));
       acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(xg.scales))));
     } else {
       alignas(64) float terms[16];
@@ -608,29 +680,32 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
     }
   }
 
-  /// Asks for the codes 4 KiB ahead, a line at a time: with it the hardware prefetcher is
-  /// not the only source of memory parallelism, which the longer kernels (6- and 8-bit
-  /// lookups) need beyond the L2.
+  /// Asks for the codes `distance` bytes ahead, a line at a time: with it the hardware
+  /// prefetcher is not the only source of memory parallelism, which the longer kernels (6-
+  /// and 8-bit lookups) and several rows at once need beyond the L2.
+  template <std::size_t distance>
   static BLOCKCAST_INLINE void prefetch(const std::uint8_t* codes, std::size_t bytes) {
-    constexpr std::size_t distance = 4096;
     const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(codes) + distance;  // may lie past the end
     for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
   }
 
   /// sums * d_w, rounded once. E8M0: d_w = 2^(e - 127 - shift), so one vscalefps (exact
-  /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent, set only when NaNScales
-  /// says the row has one); UE4M3: the decoded scale times 2^-shift (exact), then the product.
-  template <bool NaNScales>
+  /// scaling, one rounding, NaN for e = 0xFF through a NaN exponent, set only when SpecialScales
+  /// says the row has one); UE4M3: the decoded scale times 2^-shift (exact), then the product
+  /// (NaN and signed codes decoded only where SpecialScales says the row has them).
+  template <bool SpecialScales>
   BLOCKCAST_INLINE __m512 times_weight_scales(__m512 sums, const std::uint8_t* scales) const {
     if constexpr (std::is_same_v<typename Format::scale_type, e8m0>) {
       const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
       __m512 exponent = _mm512_sub_ps(_mm512_cvtepi32_ps(e), exponent_bias_);
-      if constexpr (NaNScales)
+      if constexpr (SpecialScales)
         exponent = _mm512_mask_mov_ps(exponent, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0xff)),
                                       _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
       return _mm512_scalef_ps(sums, exponent);
-    } else {
+    } else if constexpr (SpecialScales) {
       return _mm512_mul_ps(sums, avx512::decode_scales(scales, typename Format::scale_type{}, scale_shift_));
+    } else {
+      return _mm512_mul_ps(sums, avx512::decode_plain_scales(scales, typename Format::scale_type{}, scale_shift_));
     }
   }
 
@@ -958,6 +1033,9 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx2_group_dot<Format, Arch>(
   };
 
   explicit group_dot(int shift) : shift_(_mm256_set1_ps(blockcast::detail::exp2i(-shift))) {}
+
+  /// One row at a time (accumulate).
+  static constexpr int rows_at_once = 1;
 
   template <class Activations, class Special>
   BLOCKCAST_INLINE partials accumulate(const std::uint8_t* codes, std::size_t group_bytes, const std::uint8_t* scales,
