@@ -235,7 +235,8 @@ tensor_result quantize_tensor(const tensor_source& t, std::size_t rows, std::siz
   cast_options opt;
   opt.threads = threads;
   if constexpr (Format::has_tensor_scale) opt.tensor_amax = amax;
-  buffers.scales.resize(rows * scale_row);
+  // grown only: resizing down and up again from tensor to tensor would zero the regrown part
+  buffers.scales.resize(std::max(buffers.scales.size(), rows * scale_row));
   float tensor_scale = decode_scale_for<Format>(amax);
   sqnr_sums weight, output;
   // RTN hands a slice to the sink on another thread while it computes the next slice; on an
