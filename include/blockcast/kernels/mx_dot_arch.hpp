@@ -682,11 +682,13 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
 
   /// Asks for the codes `distance` bytes ahead, a line at a time: with it the hardware
   /// prefetcher is not the only source of memory parallelism, which the longer kernels (6-
-  /// and 8-bit lookups) and several rows at once need beyond the L2.
+  /// and 8-bit lookups) and several rows at once need beyond the L2. Non-temporal: the codes
+  /// are read once, and kept out of the L2 they leave room for the scales and the next
+  /// rows (NVFP4 at 16384 x 4096 on Zen 4: 7-11% faster than into all levels; MXFP4, E4M3 1-2%).
   template <std::size_t distance>
   static BLOCKCAST_INLINE void prefetch(const std::uint8_t* codes, std::size_t bytes) {
     const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(codes) + distance;  // may lie past the end
-    for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+    for (std::size_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_NTA);
   }
 
   /// sums * d_w, rounded once. E8M0: d_w = 2^(e - 127 - shift), so one vscalefps (exact
