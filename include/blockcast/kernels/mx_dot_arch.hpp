@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "blockcast/block/block_format.hpp"
 #include "blockcast/element/bits.hpp"
@@ -446,14 +447,12 @@ struct digit_sums {
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     if (x.has_min_code) return false;
     __mmask64 fallback = 0;
+    __m512i totals[parts];
+    all_part_totals(codes, x, fallback, totals, std::make_integer_sequence<int, parts>{});
+    if (fallback) return false;
     if constexpr (parts == 1) {
-      const __m512i totals = part_totals<0>(codes, x, fallback);
-      if (fallback) return false;
-      sums = _mm512_cvtepi32_ps(totals);
+      sums = _mm512_cvtepi32_ps(totals[0]);
     } else {
-      // one part at a time, so that a part's tables and accumulators stay in registers
-      const __m512i totals[2] = {part_totals<0>(codes, x, fallback), part_totals<1>(codes, x, fallback)};
-      if (fallback) return false;
       // S = part 0 + part 1 * 2^(8 digits_per_part), exact in int64, rounded once to FP32
       constexpr int shift = 8 * digits_per_part;
       const __m512i lo = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(totals[0])),
@@ -466,25 +465,34 @@ struct digit_sums {
   }
 
  private:
-  /// Lane b: block b's sum over the digits of part P, combined by Horner's rule (bounds known
-  /// at compile time, so that the digit loop unrolls and the tables stay in registers).
-  template <int P>
-  BLOCKCAST_INLINE __m512i part_totals(const std::uint8_t* codes, const group_activations& x, __mmask64& fallback) const {
-    constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
-    __m512i r[8];
+  /// Lane b of totals[P]: block b's sum over the digits of part P. Every part in one pass
+  /// over the codes, so that a chunk's codes are loaded and its activations signed once for
+  /// all parts (E5M2: 15 -> 13 instructions per 64 codes; 2-4% faster at 16384 x 4096).
+  template <int... P>
+  BLOCKCAST_INLINE void all_part_totals(const std::uint8_t* codes, const group_activations& x, __mmask64& fallback,
+                                        __m512i* totals, std::integer_sequence<int, P...>) const {
+    __m512i r[parts][8];
     for (int i = 0; i < 8; ++i) {
       const __m512i c = code_bytes<Element::bits>(codes, i);
       const __mmask64 negative = _mm512_test_epi8_mask(c, _mm512_set1_epi8(static_cast<char>(sign_bit)));
       const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
       const __m512i signed_x = _mm512_mask_sub_epi8(xs, negative, _mm512_setzero_si512(), xs);
-      const __m512i top_digit = tables_[top](c);
-      if constexpr (top == digits - 1)
-        fallback |= _mm512_cmpeq_epi8_mask(top_digit, _mm512_set1_epi8(static_cast<char>(special_digit)));
-      __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
-      for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
-      r[i] = acc;
+      ((r[P][i] = part_digits<P>(c, signed_x, fallback)), ...);
     }
-    return block_totals<2>(r);
+    ((totals[P] = block_totals<2>(r[P])), ...);
+  }
+  /// Part P of 64 codes against their signed activations: its digits combined by Horner's
+  /// rule (bounds known at compile time, so that the digit loop unrolls and the tables stay
+  /// in registers; left to a runtime loop, GCC spilled them).
+  template <int P>
+  BLOCKCAST_INLINE __m512i part_digits(__m512i c, __m512i signed_x, __mmask64& fallback) const {
+    constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
+    const __m512i top_digit = tables_[top](c);
+    if constexpr (top == digits - 1)
+      fallback |= _mm512_cmpeq_epi8_mask(top_digit, _mm512_set1_epi8(static_cast<char>(special_digit)));
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
+    for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
+    return acc;
   }
   byte_table<Element::bits> tables_[digits];
 };
