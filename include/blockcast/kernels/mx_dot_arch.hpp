@@ -7,8 +7,9 @@
 //
 // How the element codes meet the int8 activations:
 //   * E2M1 (MXFP4, NVFP4): the 4-bit code is looked up (vpermb, vpshufb) as integer + 16, an
-//     unsigned byte, multiplied with the signed activation bytes; 16 * sum(x) is subtracted
-//     per block (a power of two: one shift).
+//     unsigned byte, multiplied with the signed activation bytes; the sums start at
+//     -16 * sum(x) (AVX-512; AVX2 subtracts 12 * sum(x) per block). AVX-512 takes four rows
+//     at a time.
 //   * INT8, E2M3, E3M2: the code is widened or looked up (vpermi2w) to a signed 16-bit integer
 //     and multiplied with the activations widened to 16 bits.
 //   * E4M3: its integers reach 448 * 2^9, so they go as two 16-bit halves (low byte, the rest)
@@ -430,7 +431,7 @@ struct digit_sums {
   static_assert(parts == 1 || (std::int64_t{1} << 16) * block_products < (std::int64_t{1} << 31),
                 "a part of two digits must fit int32");
   static constexpr std::uint8_t sign_bit = static_cast<std::uint8_t>(1u << (Element::bits - 1));
-  /// The top digit of an Inf or NaN code (no finite code has it): one compare finds them.
+  /// The top digit of an Inf or NaN code (no finite code has it).
   static constexpr std::uint8_t special_digit = 0xff;
   static_assert((max_integer >> (8 * (digits - 1))) < special_digit, "the top digit must have a spare value");
   /// Where every finite top digit is below 0x80 (E3M2, E4M3), Inf and NaN codes are found by
