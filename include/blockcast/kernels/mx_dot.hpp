@@ -142,7 +142,11 @@ class mx_activations {
     for (std::size_t b = 0; b < blocks; ++b)
       for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
     eights_.assign(codes_.size() / 8, 0);
-    for (std::size_t i = 0; i < codes_.size(); ++i) eights_[i / 8] += wide_[i];
+    starts_.assign(codes_.size() / 4, 0);
+    for (std::size_t i = 0; i < codes_.size(); ++i) {
+      eights_[i / 8] += wide_[i];
+      starts_[i / 4] -= 128 * wide_[i];
+    }
   }
 
   std::size_t cols() const { return cols_; }
@@ -153,7 +157,8 @@ class mx_activations {
   /// The forms the kernels read for the group of 16 weight blocks starting at `block`.
   simd::arch::group_activations group(std::size_t block) const {
     return {codes() + block * B,  wide_.data() + block * B, split_.data() + block * B,          sums_.data() + block,
-            eights_.data() + block * B / 8, scale_.data() + block, has_min_code_[block / 16] != 0};
+            eights_.data() + block * B / 8, starts_.data() + block * B / 4, scale_.data() + block,
+            has_min_code_[block / 16] != 0};
   }
   /// d_x of weight block b: the activation block's scale times 2^-6.
   const float* scales() const { return scale_.data(); }
@@ -169,6 +174,7 @@ class mx_activations {
   std::vector<float, detail::tensor_allocator<float>> scale_;
   std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> sums_;
   std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> eights_;
+  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> starts_;
 };
 
 namespace reference {

@@ -15,8 +15,9 @@
 //   * E4M3: its integers reach 448 * 2^9, so they go as two 16-bit halves (low byte, the rest)
 //     whose products are recombined as lo + 256 * hi, exact in int32.
 //   * With VBMI and VNNI, 6- and 8-bit codes are looked up as bytes (vpermb, vpermt2b):
-//     E2M3 as integer + 60 like E2M1; E3M2, E4M3 and E5M2 as base-256 digits of |integer|
-//     against the activations carrying the weight's sign.
+//     E2M3 and E3M2 as the signed integer's base-256 digits (whole code, sign included; the
+//     top digit + 128, its sums started at -128 * sum(x)); E4M3 and E5M2 as base-256 digits
+//     of |integer| against the activations carrying the weight's sign.
 //   * On AVX2, E2M3 and E3M2 codes are looked up (vpshufb) as base-128 digits of |integer|,
 //     against the activations carrying the weight's sign (vpmaddubsw keeps a pair in 16 bits);
 //     E4M3 and E5M2 codes as 16-bit products M * x multiplied-and-added (vpmaddwd) by the
@@ -48,6 +49,7 @@ struct group_activations {
   const std::int8_t* split;    // per 128 codes: the 64 even-indexed ones, then the 64 odd ones
   const std::int32_t* sums;    // per weight block: the sum of its codes
   const std::int32_t* eights;  // per run of 8 codes: their sum
+  const std::int32_t* starts;  // per run of 4 codes: -128 * their sum (signed_digit_sums)
   const float* scales;         // per weight block: d_x
   bool has_min_code;           // some code is -128 (whose negation is no signed byte)
 };
@@ -385,34 +387,46 @@ struct byte_table {
   __m512i lo, hi;
 };
 
-/// Formats whose integers fit a byte with an offset (E2M3: +-60): the code is looked up as
-/// integer + offset, an unsigned byte, against the signed activation bytes; offset * sum(x)
-/// is subtracted per block. 64 codes (two blocks of 32) per vector.
+/// 6-bit codes (E2M3: +-60, E3M2: +-448): the signed integer in two's complement base-256
+/// digits, looked up from the whole code, sign included (64 entries, vpermb). E2M3's one
+/// digit is the integer; E3M2's v = 256 * top + low, low in 0..255 (an unsigned byte as it
+/// is). The top digit goes as top + 128, an unsigned byte, and its dot product starts at -128
+/// times the sum of the lane's 4 activation codes (group_activations::starts), so that the
+/// activations go in unchanged: no sign to apply, nothing to subtract afterwards, and -128
+/// activations need no other path. No Inf or NaN. Per 64 codes, E3M2 takes 7 instructions
+/// where |integer|'s digits against signed activations (digit_sums) took 10.
 template <class Element, class Ints, class Arch>
-struct offset_byte_sums {
-  static constexpr int offset = static_cast<int>(Ints::max_magnitude());
-  static_assert(2 * offset <= 255, "integer + offset must be an unsigned byte");
-  offset_byte_sums() : table_([](int c) { return Ints::integer(static_cast<std::uint8_t>(c)) + offset; }) {}
+struct signed_digit_sums {
+  static_assert(Element::bits == 6 && !Element::has_nan && !Element::has_inf, "6-bit codes without specials");
+  static constexpr int digits = Ints::max_magnitude() < 128 ? 1 : 2;
+  static_assert(Ints::max_magnitude() < 128 * 256, "the top digit + 128 must be an unsigned byte");
+  signed_digit_sums()
+      : top_([](int c) {
+          const std::int64_t v = Ints::integer(static_cast<std::uint8_t>(c));
+          return static_cast<int>((digits == 1 ? v : (v - (v & 0xff)) / 256) + 128);
+        }),
+        low_([](int c) { return static_cast<int>(Ints::integer(static_cast<std::uint8_t>(c)) & 0xff); }) {}
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[8];
     for (int i = 0; i < 8; ++i) {
-      const __m512i u = table_(code_bytes<Element::bits>(codes, i));
-      r[i] = dot_u8s8<Arch>(_mm512_setzero_si512(), u, _mm512_loadu_si512(x.codes + 64 * i));
+      const __m512i c = code_bytes<Element::bits>(codes, i);
+      const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
+      r[i] = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.starts + 16 * i), top_(c), xs);
+      if constexpr (digits == 2) r[i] = _mm512_dpbusd_epi32(_mm512_slli_epi32(r[i], 8), low_(c), xs);
     }
-    const __m512i totals = block_totals<2>(r);
-    sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(totals, _mm512_mullo_epi32(_mm512_loadu_si512(x.sums), _mm512_set1_epi32(offset))));
+    sums = _mm512_cvtepi32_ps(block_totals<2>(r));
     return true;
   }
 
  private:
-  byte_table<Element::bits> table_;
+  byte_table<Element::bits> top_, low_;
 };
 
-/// Formats with larger integers (E3M2: 448, E4M3: 448 * 2^9, E5M2: 57344 * 2^16): |integer|
+/// 8-bit codes with larger integers (E4M3: 448 * 2^9, E5M2: 57344 * 2^16): |integer|
 /// in base-256 digits, unsigned bytes, against the activations with the weight's sign
 /// applied (one masked negation per 64 codes). The digits of a part are combined by Horner's
 /// rule in the int32 lanes (acc = acc * 256 + digit . x'), exact while a part's block sum
-/// stays below 2^31 (E3M2, E4M3: one part; E5M2: two parts of two digits, recombined in
+/// stays below 2^31 (E4M3: one part; E5M2: two parts of two digits, recombined in
 /// int64). -(-128) does not fit a signed byte, so a group whose activations hold -128 (only
 /// the optional full range has it) returns false and takes the driver's block-by-block
 /// path, as Inf and NaN do; both come out the same bits.
@@ -434,7 +448,7 @@ struct digit_sums {
   /// The top digit of an Inf or NaN code (no finite code has it).
   static constexpr std::uint8_t special_digit = 0xff;
   static_assert((max_integer >> (8 * (digits - 1))) < special_digit, "the top digit must have a spare value");
-  /// Where every finite top digit is below 0x80 (E3M2, E4M3), Inf and NaN codes are found by
+  /// Where every finite top digit is below 0x80 (E4M3), Inf and NaN codes are found by
   /// OR-ing the top digits and testing bit 7 once per group (one instruction per 64 codes, where
   /// a compare into a mask register and the OR of the masks take two); E5M2's top digits reach
   /// 0xE0, so it compares each one with the special digit.
@@ -566,12 +580,12 @@ template <class Arch, class Vbmi, class Bw>
 using vbmi_or_bw = std::conditional_t<is_vbmi<Arch>(), Vbmi, Bw>;
 template <class Arch>
 struct avx512_block_sums<mxfp6_e2m3, Arch> {
-  using type = vbmi_or_bw<Arch, avx512::offset_byte_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>,
+  using type = vbmi_or_bw<Arch, avx512::signed_digit_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>,
                           avx512::word_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>>;
 };
 template <class Arch>
 struct avx512_block_sums<mxfp6_e3m2, Arch> {
-  using type = vbmi_or_bw<Arch, avx512::digit_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>,
+  using type = vbmi_or_bw<Arch, avx512::signed_digit_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>,
                           avx512::word_sums<fp6_e3m2, ints<fp6_e3m2>, Arch>>;
 };
 template <class Arch>
