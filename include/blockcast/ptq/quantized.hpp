@@ -243,6 +243,9 @@ struct chunk_codes {
       return;
     }
     simd::kernels<Format, simd::best_arch>::quantize_lanes(v, lane_factor_.data() + b * n, lane_scale_.data() + b * n, n, ctx, c, q);
+    // the usual column: every scale covered and every value finite, checked as one vector
+    // reduction (checked row by row, it took about 5% of ED's greedy pass)
+    if (!needs_reference_[b] && Eigen::Map<const Eigen::ArrayXf>(v, static_cast<Eigen::Index>(n)).allFinite()) return;
     for (std::size_t i = 0; i < n; ++i) {
       if (!std::isfinite(v[i]) || (needs_reference_[b] && !lanes_cover<Format>(scales_in_use[i][b]))) reference_value(i);
     }
