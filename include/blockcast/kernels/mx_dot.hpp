@@ -162,8 +162,6 @@ class mx_activations {
   }
   /// d_x of weight block b: the activation block's scale times 2^-6.
   const float* scales() const { return scale_.data(); }
-  /// Sum of the activation codes over weight block b.
-  const std::int32_t* code_sums() const { return sums_.data(); }
 
  private:
   std::size_t cols_;

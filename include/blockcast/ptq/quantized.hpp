@@ -36,14 +36,6 @@ namespace detail {
 // (the chunk's copies leave the L2).
 inline constexpr std::size_t row_chunk = 128;
 
-template <class F>
-void for_row_chunks(std::size_t rows, unsigned threads, F&& f) {
-  const std::size_t chunks = (rows + row_chunk - 1) / row_chunk;
-  blockcast::detail::parallel_for(chunks, threads, 1, [&](std::size_t c0, std::size_t c1) {
-    for (std::size_t c = c0; c < c1; ++c) f(c * row_chunk, std::min(rows, (c + 1) * row_chunk));
-  });
-}
-
 /// for_row_chunks with buffers: f(scratch, first_row, end_row), `scratch` made by
 /// make_scratch() once per thread and kept from chunk to chunk. A method's large per-chunk
 /// buffers then fault in their pages once per call and thread, not once per chunk (ED's
@@ -56,6 +48,12 @@ void for_row_chunks(std::size_t rows, unsigned threads, MakeScratch&& make_scrat
   blockcast::detail::parallel_claim(chunks, threads, make_scratch, [&](auto& scratch, std::size_t c) {
     f(scratch, c * row_chunk, std::min(rows, (c + 1) * row_chunk));
   });
+}
+
+/// f(first_row, end_row) for every chunk of rows, split over threads as above.
+template <class F>
+void for_row_chunks(std::size_t rows, unsigned threads, F&& f) {
+  for_row_chunks(rows, threads, [] { return 0; }, [&](int, std::size_t first_row, std::size_t end_row) { f(first_row, end_row); });
 }
 
 /// The finite amax of a matrix (rows may be strided).
