@@ -45,12 +45,6 @@ struct pipeline_sizes {
   std::size_t amax_values = std::size_t{1} << 17;
 };
 
-/// The pipeline's working buffers: resized without zeroing (every byte is written before it
-/// is read), in huge pages from 2 MiB on. Zeroing the grown part of plain vectors, with its
-/// fresh pages' faults, took 3% of an MXFP8 conversion.
-template <class T>
-using scratch_vector = std::vector<T, blockcast::detail::tensor_allocator<T>>;
-
 /// A float tensor to read, wherever it is stored (a safetensors or GGUF file): its name,
 /// stored type (F32, F16 or BF16) and a pread of `size` bytes at `offset` within its data.
 struct tensor_source {
@@ -82,7 +76,7 @@ inline void widen(const std::uint8_t* src, io::dtype type, std::size_t n, float*
 /// floats; `raw` holds the stored bytes on the way. pread, not the mapping (see
 /// safetensors_file::read).
 inline void read_floats(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1, float* out,
-                        scratch_vector<std::uint8_t>& raw) {
+                        blockcast::detail::tensor_vector<std::uint8_t>& raw) {
   const std::size_t n = (r1 - r0) * cols, element = io::size_of(t.type);
   if (t.type == io::dtype::f32) return t.read(r0 * cols * element, n * element, out);
   raw.resize(n * element);
@@ -91,11 +85,11 @@ inline void read_floats(const tensor_source& t, std::size_t cols, std::size_t r0
 }
 
 /// Rows [r0, r1) as contiguous floats in `buffer`, read and widened in pieces split over threads.
-inline const float* float_rows(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1, scratch_vector<float>& buffer,
-                               unsigned threads) {
+inline const float* float_rows(const tensor_source& t, std::size_t cols, std::size_t r0, std::size_t r1,
+                               blockcast::detail::tensor_vector<float>& buffer, unsigned threads) {
   buffer.resize((r1 - r0) * cols);
   blockcast::detail::parallel_for(r1 - r0, threads, 1, [&](std::size_t b, std::size_t e) {
-    scratch_vector<std::uint8_t> raw;
+    blockcast::detail::tensor_vector<std::uint8_t> raw;
     read_floats(t, cols, r0 + b, r0 + e, buffer.data() + b * cols, raw);
   });
   return buffer.data();
@@ -133,8 +127,8 @@ struct sqnr_sums {
 
 /// A thread's buffers for rtn_rows: a chunk's floats, their dequantized values, its stored bytes.
 struct rtn_scratch {
-  scratch_vector<float> w, q;
-  scratch_vector<std::uint8_t> raw;
+  blockcast::detail::tensor_vector<float> w, q;
+  blockcast::detail::tensor_vector<std::uint8_t> raw;
 };
 
 /// RTN of rows [r0, r1) of tensor t into `codes` and `scales` (those rows' bytes), in chunks
@@ -199,10 +193,12 @@ struct tensor_result {
 };
 
 /// Buffers kept from tensor to tensor: allocating them per slice would fault in fresh pages
-/// every time.
+/// every time. Like all of the pipeline's working buffers they are tensor_vectors, which grow
+/// without zeroing: every byte is written before it is read, and zeroing the grown part of
+/// plain vectors, with its fresh pages' faults, took 3% of an MXFP8 conversion.
 struct pipeline_buffers {
-  scratch_vector<float> widened;
-  scratch_vector<std::uint8_t> codes[2], scales;  // codes: one slice computed while the other is written
+  blockcast::detail::tensor_vector<float> widened;
+  blockcast::detail::tensor_vector<std::uint8_t> codes[2], scales;  // codes: one slice computed while the other is written
   std::vector<rtn_scratch> rtn;                  // rtn_rows' per thread
 };
 
@@ -214,8 +210,8 @@ inline float tensor_amax(const tensor_source& t, std::size_t n, unsigned threads
   const std::size_t chunks = (n + chunk_values - 1) / chunk_values;
   std::vector<float> amax(chunks, 0.0f);
   blockcast::detail::parallel_claim(
-      chunks, threads, [&] { return scratch_vector<std::uint8_t>(chunk_values * element); },
-      [&](scratch_vector<std::uint8_t>& raw, std::size_t c) {
+      chunks, threads, [&] { return blockcast::detail::tensor_vector<std::uint8_t>(chunk_values * element); },
+      [&](blockcast::detail::tensor_vector<std::uint8_t>& raw, std::size_t c) {
         const std::size_t b = c * chunk_values, m = std::min(n, b + chunk_values) - b;
         t.read(b * element, m * element, raw.data());
         amax[c] = max_finite_magnitude(raw.data(), m, stored_float_of(t.type));
@@ -252,7 +248,7 @@ tensor_result quantize_tensor(const tensor_source& t, std::size_t rows, std::siz
     const std::size_t r1 = std::min(rows, r0 + slice_rows), n = r1 - r0;
     std::uint8_t* scales = buffers.scales.data() + r0 * scale_row;
     if (plan.method == method::rtn) {
-      scratch_vector<std::uint8_t>& codes = buffers.codes[(r0 / slice_rows) % 2];
+      blockcast::detail::tensor_vector<std::uint8_t>& codes = buffers.codes[(r0 / slice_rows) % 2];
       codes.resize(std::max(codes.size(), slice_rows * code_row));
       rtn_rows<Format>(t, cols, r0, r1, opt, chunk_values, codes.data(), scales, weight, buffers.rtn);
       if (writing.valid()) writing.get();

@@ -125,8 +125,8 @@ class packed_tensor {
  private:
   std::size_t rows_ = 0;
   std::size_t cols_ = 0;
-  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> codes_;
-  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> scales_;
+  detail::tensor_vector<std::uint8_t> codes_;
+  detail::tensor_vector<std::uint8_t> scales_;
   float tensor_scale_ = 1.0f;
 };
 

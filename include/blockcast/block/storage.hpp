@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <new>
 #include <utility>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -91,5 +92,10 @@ struct tensor_allocator {
     return false;
   }
 };
+
+/// A vector that grows without zeroing, in huge pages from 2 MiB on (tensor_allocator): for
+/// buffers whose every element is written before it is read.
+template <class T>
+using tensor_vector = std::vector<T, tensor_allocator<T>>;
 
 }  // namespace blockcast::detail

@@ -165,14 +165,14 @@ class mx_activations {
 
  private:
   std::size_t cols_;
-  std::vector<std::uint8_t, detail::tensor_allocator<std::uint8_t>> codes_;
-  std::vector<std::int16_t, detail::tensor_allocator<std::int16_t>> wide_;
-  std::vector<std::int8_t, detail::tensor_allocator<std::int8_t>> split_;
+  detail::tensor_vector<std::uint8_t> codes_;
+  detail::tensor_vector<std::int16_t> wide_;
+  detail::tensor_vector<std::int8_t> split_;
   std::vector<std::uint8_t> has_min_code_;  // per group of 16 weight blocks
-  std::vector<float, detail::tensor_allocator<float>> scale_;
-  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> sums_;
-  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> eights_;
-  std::vector<std::int32_t, detail::tensor_allocator<std::int32_t>> starts_;
+  detail::tensor_vector<float> scale_;
+  detail::tensor_vector<std::int32_t> sums_;
+  detail::tensor_vector<std::int32_t> eights_;
+  detail::tensor_vector<std::int32_t> starts_;
 };
 
 namespace reference {

@@ -248,8 +248,8 @@ quantized_matrix<Format> error_diffusion(const matrix_ref& w, const ed_model& mo
   // in FP64: made once per thread, in huge pages (fresh 4 KiB pages cost the first call a
   // page fault each, at K = 4096 some 2,000 per thread)
   struct chunk_buffers {
-    std::vector<float, blockcast::detail::tensor_allocator<float>> weights, errors;
-    std::vector<double, blockcast::detail::tensor_allocator<double>> sweep_errors;
+    blockcast::detail::tensor_vector<float> weights, errors;
+    blockcast::detail::tensor_vector<double> sweep_errors;
   };
   detail::for_row_chunks(m, opt.cast.threads, [] { return chunk_buffers{}; }, [&](chunk_buffers& buffers, std::size_t first_row, std::size_t end_row) {
     const Eigen::Index rows = static_cast<Eigen::Index>(end_row - first_row), row0 = static_cast<Eigen::Index>(first_row);
