@@ -336,6 +336,34 @@ struct kernels {
     return p;
   }
 
+  /// The parameters of the groups of blocks [0, nblocks), in order, each computed while the
+  /// group before it is coded: a group's parameters are one long chain of dependent
+  /// instructions (amax, scale, NVFP4's inverse), and made right before their own blocks they
+  /// stalled them (quantize in the L2 on Zen 4: NVFP4 57 -> 36 ns per 256 values, MXFP4 33
+  /// -> 25). Two slots and no copies: copying a group_params into place cost the gain back.
+  class groups_ahead {
+   public:
+    groups_ahead(const float* in, std::size_t nblocks, const reference::block_context& ctx, std::uint64_t first_index)
+        : in_(in), nblocks_(nblocks), ctx_(ctx), first_index_(first_index) {
+      if (nblocks > 0) make(0);
+    }
+    /// Group g's parameters (g = 0, lanes, 2 lanes, ... in turn); starts on the next group's.
+    BLOCKCAST_INLINE const group_params& operator[](std::size_t g) {
+      if (g + lanes < nblocks_) make(g + lanes);
+      return slots_[g / lanes % 2];
+    }
+
+   private:
+    BLOCKCAST_INLINE void make(std::size_t g) {
+      slots_[g / lanes % 2] = make_group_params(in_ + g * B, std::min(lanes, nblocks_ - g), ctx_, first_index_ + g * B);
+    }
+    const float* in_;
+    std::size_t nblocks_;
+    const reference::block_context& ctx_;
+    std::uint64_t first_index_;
+    group_params slots_[2];
+  };
+
   /// Codes of one vector of values given the block's factor.
   template <rounding Mode>
   BLOCKCAST_INLINE static i32 vector_codes(const float* in, const f32& factor, bool full_range, std::uint32_t key,
@@ -415,11 +443,15 @@ struct kernels {
     std::copy(bytes, bytes + (n - i), codes + i);
   }
 
-  /// Asks for the input 4 KiB ahead of block `x`, a cache line at a time. The hardware
-  /// prefetcher alone leaves a single core well short of DRAM bandwidth here: with it, MXFP4
-  /// quantize at 64 Mi values went from about 3.4 to 4.3 G values/s on the benchmark machine.
+  /// Asks for the input `distance` floats ahead of block `x`, a cache line at a time. The
+  /// hardware prefetcher alone leaves a single core well short of DRAM bandwidth here: 4 KiB
+  /// ahead took MXFP4 quantize at 64 Mi values from about 3.4 to 4.3 G values/s on the
+  /// benchmark machine. quantize_blocks reads the next group's amax while it codes block `x`
+  /// (groups_ahead), so it asks for 8 KiB beyond that group: 4 KiB beyond it lost 20-30% at 16
+  /// Mi values (MXFP4, E4M3, MXINT8; same-process A/B) and 16 KiB was 2-8% slower.
+  template <std::size_t distance = 1024>
   BLOCKCAST_INLINE static void prefetch_block(const float* x) {
-    constexpr std::size_t distance = 1024, line = 64 / sizeof(float);
+    constexpr std::size_t line = 64 / sizeof(float);
     // an address, not a pointer: the lines ahead may lie past the end of the input
     const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(x) + distance * sizeof(float);
     for (std::size_t i = 0; i < B; i += line) __builtin_prefetch(reinterpret_cast<const void*>(ahead + i * sizeof(float)));
@@ -463,15 +495,17 @@ struct kernels {
     with_mode(ctx.round, [&](auto mode) {
       constexpr rounding Mode = decltype(mode)::value;
       [[maybe_unused]] const std::conditional_t<e2m1_fast<Mode>, arch::e2m1_rne_packer, char> e2m1{};
+      groups_ahead groups(in, nblocks, ctx, first_index);
+      constexpr std::size_t ahead = 2048 + lanes * B;
       for (std::size_t g = 0; g < nblocks; g += lanes) {
         const std::size_t count = std::min(lanes, nblocks - g);
         const float* x = in + g * B;
-        const group_params p = make_group_params(x, count, ctx, first_index + g * B);
+        const group_params& p = groups[g];
         // every block by the vector path (no calls in this loop: they would spill every
         // register); blocks the reference must do are redone after it
         for (std::size_t b = 0; b < count; ++b) {
           const float* xb = x + b * B;
-          prefetch_block(xb);
+          prefetch_block<ahead>(xb);
           const std::uint64_t first = first_index + (g + b) * B;
           const f32 factor(p.factor[b]);
           std::uint32_t key = 0;
@@ -484,7 +518,7 @@ struct kernels {
                            codes + (g + b) * block_bytes + v * lanes / 2);
               continue;
             } else if (b + 1 < count) {  // blocks of 16: this one and the next (a lone last one: below)
-              prefetch_block(xb + B);
+              prefetch_block<ahead>(xb + B);
               e2m1.store(packer_input(xb, factor), packer_input(xb + B, f32(p.factor[b + 1])), codes + (g + b) * block_bytes);
               ++b;
               continue;
@@ -538,6 +572,8 @@ struct kernels {
     with_mode(ctx.round, [&](auto mode) {
       constexpr rounding Mode = decltype(mode)::value;
       const scaled_decoder decoder;
+      // the parameters made just before their blocks: made a group ahead (as quantize_blocks
+      // does) lost 4-16% at 16 Mi values, where this pass also writes 4 bytes per value
       for (std::size_t g = 0; g < nblocks; g += lanes) {
         const std::size_t count = std::min(lanes, nblocks - g);
         const float* x = in + g * B;
