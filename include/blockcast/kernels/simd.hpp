@@ -339,8 +339,8 @@ struct kernels {
   /// The parameters of the groups of blocks [0, nblocks), in order, each computed while the
   /// group before it is coded: a group's parameters are one long chain of dependent
   /// instructions (amax, scale, NVFP4's inverse), and made right before their own blocks they
-  /// stalled them (quantize in the L2 on Zen 4: NVFP4 57 -> 36 ns per 256 values, MXFP4 33
-  /// -> 25). Two slots and no copies: copying a group_params into place cost the gain back.
+  /// stalled them (quantize in the L2 on Zen 4: NVFP4 57 -> 37 ns per 256 values, MXFP4 33
+  /// -> 27). Two slots and no copies: copying a group_params into place cost the gain back.
   class groups_ahead {
    public:
     groups_ahead(const float* in, std::size_t nblocks, const reference::block_context& ctx, std::uint64_t first_index)
