@@ -32,8 +32,14 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-/// `name` in quotes, printable: for messages.
-inline std::string in_quotes(const std::string& name) { return "'" + printable(name) + "'"; }
+/// `name` in quotes, printable: for messages. Appended piece by piece: GCC 12 at -O3 in
+/// C++20 reports a false -Wrestrict overlap in `"'" + std::string` (its bug 105329).
+inline std::string in_quotes(const std::string& name) {
+  std::string out = "'";
+  out += printable(name);
+  out += '\'';
+  return out;
+}
 
 /// Whether `name` may be used as the name of a file in a directory: not empty, at most 255
 /// bytes, not "." or "..", and no '/', NUL or other control character.

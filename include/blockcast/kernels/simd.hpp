@@ -673,13 +673,11 @@ struct kernels {
 
   static void dequantize_rows(packed_view<Format> in, std::size_t r0, std::size_t r1, float* out) {
     const std::size_t cols = in.cols();
-    const std::size_t whole = vectorized ? cols / B : 0;
-    std::vector<std::uint8_t> tail_codes;
+    const std::size_t whole = vectorized ? cols / B : 0, start = whole * B;
+    std::vector<std::uint8_t> tail_codes(cols - start);  // the same columns in every row
     for (std::size_t r = r0; r < r1; ++r) {
       dequantize_blocks(in.row_codes(r), in.row_scales(r), whole, in.tensor_scale(), out + r * cols);
-      const std::size_t start = whole * B;
-      if (start >= cols) continue;
-      tail_codes.resize(cols - start);
+      if (start == cols) continue;
       detail::unpack_codes(in.row_codes(r) + start * bits / 8, cols - start, bits, tail_codes.data());
       for (std::size_t s = start, b = whole; s < cols; s += B, ++b)
         reference::dequantize_block<Format>(tail_codes.data() + (s - start), std::min(B, cols - s),
