@@ -4,13 +4,18 @@
 //   gemv_float/<format>/<rows>/<threads>     the exact path: float activations
 //   matmul/<format>/<rows>/<n>/<threads>     Y = X W^T for n rows of float activations
 //   roof_read/<format>/<rows>/<threads>      reading the same weight bytes, nothing else
+//   gemv_round_robin/16384/<threads>         every preset's gemv in turn (see below)
 //   roof_fma/<threads>                       the FMA peak (independent FP32 fused multiply-adds)
 // Every matrix has K = 4096 columns. gemv figures are weight bytes per second and % of the
 // read roof; matmul figures are GFLOP/s (2 n rows K per call) and % of the FMA peak.
+// Why round robin: at 16384 rows an MXFP4 matrix (36 MB) is about a Zen 4 L3's size and part
+// of it stays there from call to call, while an 8-bit one (69 MB) does not, so gemv/... favours
+// MXFP4 by cache, not by kernel. Called in turn, every format starts from memory.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -91,6 +96,45 @@ void bm_matmul(benchmark::State& state) {
   state.counters["flops"] = benchmark::Counter(2.0 * static_cast<double>(n * rows * K) * static_cast<double>(state.iterations()),
                                                benchmark::Counter::kIsRate);
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
+}
+
+/// Every preset's gemv on its own 16384 x K matrix, one call each per iteration and in turn:
+/// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
+/// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
+/// rate over MXFP4's (<format>/mxfp4): how close its kernel comes to MXFP4's on equal terms.
+void bm_gemv_round_robin(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto opt = with_threads(state.range(1));
+  const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
+  std::vector<float> y(rows);
+  struct preset {
+    std::string name;
+    std::function<void()> gemv;
+    std::size_t bytes;
+    double seconds;
+  };
+  std::vector<preset> presets;
+#define BLOCKCAST_BENCH_PRESET(alias, ...) \
+  presets.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, weight_bytes<bc::alias>(rows), 0.0});
+  BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
+#undef BLOCKCAST_BENCH_PRESET
+  for (auto& p : presets) p.gemv();  // quantized and in memory before the clock starts
+  for (auto _ : state)
+    for (auto& p : presets) {
+      const auto start = std::chrono::steady_clock::now();
+      p.gemv();
+      benchmark::DoNotOptimize(y.data());
+      benchmark::ClobberMemory();
+      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+  const auto rate = [&](const preset& p) { return static_cast<double>(p.bytes) * static_cast<double>(state.iterations()) / p.seconds; };
+  double mxfp4 = 0;
+  for (const auto& p : presets)
+    if (p.name == "mxfp4") mxfp4 = rate(p);
+  for (const auto& p : presets) {
+    state.counters[p.name + "_GB/s"] = rate(p) / 1e9;
+    if (p.name != "mxfp4") state.counters[p.name + "/mxfp4"] = rate(p) / mxfp4;
+  }
 }
 
 /// Reads `bytes` bytes (a vector OR over them, four independent chains) on `threads`
@@ -202,8 +246,10 @@ int main(int argc, char** argv) {
 #define BLOCKCAST_BENCH_FORMAT(alias, ...) register_format<bc::alias>(#alias);
   BLOCKCAST_PRESETS(BLOCKCAST_BENCH_FORMAT)
 #undef BLOCKCAST_BENCH_FORMAT
-  for (std::int64_t threads : {1, 2})
+  for (std::int64_t threads : {1, 2}) {
     benchmark::RegisterBenchmark("roof_fma", bm_roof_fma)->Arg(threads)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("gemv_round_robin", bm_gemv_round_robin)->Args({16384, threads})->Unit(benchmark::kMillisecond);
+  }
 
   const std::string format = roof::requested_format(argc, argv);
   benchmark::Initialize(&argc, argv);
