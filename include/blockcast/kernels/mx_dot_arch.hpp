@@ -714,10 +714,7 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
       __m512 sums[R];
       kernel_.template rows_sums<R>(group_codes, xg, sums);
       const __m512 x_scales = _mm512_loadu_ps(xg.scales);
-      for (int k = 0; k < R; ++k) {
-        const __m512 partial = avx512::rounded(times_weight_scales<SpecialScales>(sums[k], scales[k] + 16 * g));
-        acc[k] = _mm512_add_ps(acc[k], avx512::rounded(_mm512_mul_ps(partial, x_scales)));
-      }
+      for (int k = 0; k < R; ++k) add_terms<SpecialScales>(acc[k], sums[k], scales[k] + 16 * g, x_scales);
     }
     for (int k = 0; k < R; ++k) out[k] = acc[k];
   }
@@ -737,13 +734,20 @@ class group_dot<Format, Arch, std::enable_if_t<has_avx512_group_dot<Format, Arch
                                   const group_activations& xg, std::size_t g, Special& special) const {
     __m512 sums;  // fp32(S_b)
     if (kernel_(codes, xg, sums)) {
-      const __m512 partial = avx512::rounded(times_weight_scales<SpecialScales>(sums, scales));
-      acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, _mm512_loadu_ps(xg.scales))));
+      add_terms<SpecialScales>(acc, sums, scales, _mm512_loadu_ps(xg.scales));
     } else {
       alignas(64) float terms[16];
       special(g, terms);
       acc = _mm512_add_ps(acc, _mm512_load_ps(terms));
     }
+  }
+
+  /// acc + the 16 terms of a group: fp32(S_b) times d_w, rounded, times d_x, rounded (the
+  /// documented order; each product kept out of a fused multiply-add).
+  template <bool SpecialScales>
+  BLOCKCAST_INLINE void add_terms(__m512& acc, __m512 sums, const std::uint8_t* scales, __m512 x_scales) const {
+    const __m512 partial = avx512::rounded(times_weight_scales<SpecialScales>(sums, scales));
+    acc = _mm512_add_ps(acc, avx512::rounded(_mm512_mul_ps(partial, x_scales)));
   }
 
   /// Asks for the codes `distance` bytes ahead, a line at a time: with it the hardware
