@@ -10,9 +10,11 @@
 // read roof; matmul figures are GFLOP/s (2 n rows K per call) and % of the FMA peak.
 // Why round robin: at 16384 rows an MXFP4 matrix (36 MB) is about a Zen 4 L3's size and part
 // of it stays there from call to call, while an 8-bit one (69 MB) does not, so gemv/... favours
-// MXFP4 by cache, not by kernel. Called in turn, every format starts from memory.
+// MXFP4 by cache, not by kernel. Called in turn, every format starts from memory, and so do
+// reads of MXFP4's size: the cold read roof.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -98,45 +100,6 @@ void bm_matmul(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
 }
 
-/// Every preset's gemv on its own 16384 x K matrix, one call each per iteration and in turn:
-/// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
-/// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
-/// rate over MXFP4's (<format>/mxfp4): how close its kernel comes to MXFP4's on equal terms.
-void bm_gemv_round_robin(benchmark::State& state) {
-  const auto rows = static_cast<std::size_t>(state.range(0));
-  const auto opt = with_threads(state.range(1));
-  const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
-  std::vector<float> y(rows);
-  struct preset {
-    std::string name;
-    std::function<void()> gemv;
-    std::size_t bytes;
-    double seconds;
-  };
-  std::vector<preset> presets;
-#define BLOCKCAST_BENCH_PRESET(alias, ...) \
-  presets.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, weight_bytes<bc::alias>(rows), 0.0});
-  BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
-#undef BLOCKCAST_BENCH_PRESET
-  for (auto& p : presets) p.gemv();  // quantized and in memory before the clock starts
-  for (auto _ : state)
-    for (auto& p : presets) {
-      const auto start = std::chrono::steady_clock::now();
-      p.gemv();
-      benchmark::DoNotOptimize(y.data());
-      benchmark::ClobberMemory();
-      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    }
-  const auto rate = [&](const preset& p) { return static_cast<double>(p.bytes) * static_cast<double>(state.iterations()) / p.seconds; };
-  double mxfp4 = 0;
-  for (const auto& p : presets)
-    if (p.name == "mxfp4") mxfp4 = rate(p);
-  for (const auto& p : presets) {
-    state.counters[p.name + "_GB/s"] = rate(p) / 1e9;
-    if (p.name != "mxfp4") state.counters[p.name + "/mxfp4"] = rate(p) / mxfp4;
-  }
-}
-
 /// Reads `bytes` bytes (a vector OR over them, four independent chains) on `threads`
 /// threads, split like gemv's rows; `prefetch` bytes ahead, a line at a time (0: none).
 std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned threads, std::size_t prefetch) {
@@ -160,6 +123,56 @@ std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned thre
   std::uint64_t r = 0;
   for (auto v : out) r |= v;
   return r;
+}
+
+/// Every preset's gemv on its own 16384 x K matrix, one call each per iteration and in turn:
+/// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
+/// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
+/// rate over MXFP4's (<format>/mxfp4): how close its kernel comes to MXFP4's on equal terms.
+/// The turn also reads a buffer of MXFP4's size at each of roof_read's prefetch distances
+/// (read_<distance>_GB/s): MXFP4's rate over the best of them is mxfp4/cold_roof.
+void bm_gemv_round_robin(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto opt = with_threads(state.range(1));
+  const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
+  std::vector<float> y(rows);
+  struct preset {
+    std::string name;
+    std::function<void()> gemv;
+    std::size_t bytes;
+    double seconds;
+  };
+  std::vector<preset> presets;
+#define BLOCKCAST_BENCH_PRESET(alias, ...) \
+  presets.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, weight_bytes<bc::alias>(rows), 0.0});
+  BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
+#undef BLOCKCAST_BENCH_PRESET
+  const std::size_t read_size = weight_bytes<bc::mxfp4>(rows);
+  std::vector<std::uint8_t> buffer(read_size + 256, 1);
+  for (std::size_t prefetch : {0, 4096, 8192})
+    presets.push_back({"read_" + std::to_string(prefetch),
+                       [&, prefetch] { benchmark::DoNotOptimize(read_bytes(buffer.data(), read_size, opt.threads, prefetch)); },
+                       read_size, 0.0});
+  for (auto& p : presets) p.gemv();  // quantized and in memory before the clock starts
+  for (auto _ : state)
+    for (auto& p : presets) {
+      const auto start = std::chrono::steady_clock::now();
+      p.gemv();
+      benchmark::DoNotOptimize(y.data());
+      benchmark::ClobberMemory();
+      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+  const auto rate = [&](const preset& p) { return static_cast<double>(p.bytes) * static_cast<double>(state.iterations()) / p.seconds; };
+  double mxfp4 = 0, roof = 0;
+  for (const auto& p : presets) {
+    if (p.name == "mxfp4") mxfp4 = rate(p);
+    if (p.name.rfind("read_", 0) == 0) roof = std::max(roof, rate(p));
+  }
+  for (const auto& p : presets) {
+    state.counters[p.name + "_GB/s"] = rate(p) / 1e9;
+    if (p.name != "mxfp4" && p.name.rfind("read_", 0) != 0) state.counters[p.name + "/mxfp4"] = rate(p) / mxfp4;
+  }
+  state.counters["mxfp4/cold_roof"] = mxfp4 / roof;
 }
 
 template <class Format>
