@@ -136,41 +136,43 @@ void bm_gemv_round_robin(benchmark::State& state) {
   const auto opt = with_threads(state.range(1));
   const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
   std::vector<float> y(rows);
-  struct preset {
+  struct turn {  // one call of the round: a preset's gemv, or a read
     std::string name;
-    std::function<void()> gemv;
+    std::function<void()> call;
     std::size_t bytes;
+    bool is_read;
     double seconds;
   };
-  std::vector<preset> presets;
-#define BLOCKCAST_BENCH_PRESET(alias, ...) \
-  presets.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, weight_bytes<bc::alias>(rows), 0.0});
+  std::vector<turn> turns;
+#define BLOCKCAST_BENCH_PRESET(alias, ...)                                                                         \
+  turns.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, \
+                   weight_bytes<bc::alias>(rows), false, 0.0});
   BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
 #undef BLOCKCAST_BENCH_PRESET
   const std::size_t read_size = weight_bytes<bc::mxfp4>(rows);
   std::vector<std::uint8_t> buffer(read_size + 256, 1);
   for (std::size_t prefetch : {0, 4096, 8192})
-    presets.push_back({"read_" + std::to_string(prefetch),
-                       [&, prefetch] { benchmark::DoNotOptimize(read_bytes(buffer.data(), read_size, opt.threads, prefetch)); },
-                       read_size, 0.0});
-  for (auto& p : presets) p.gemv();  // quantized and in memory before the clock starts
+    turns.push_back({"read_" + std::to_string(prefetch),
+                     [&, prefetch] { benchmark::DoNotOptimize(read_bytes(buffer.data(), read_size, opt.threads, prefetch)); },
+                     read_size, true, 0.0});
+  for (auto& t : turns) t.call();  // quantized and in memory before the clock starts
   for (auto _ : state)
-    for (auto& p : presets) {
+    for (auto& t : turns) {
       const auto start = std::chrono::steady_clock::now();
-      p.gemv();
+      t.call();
       benchmark::DoNotOptimize(y.data());
       benchmark::ClobberMemory();
-      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
-  const auto rate = [&](const preset& p) { return static_cast<double>(p.bytes) * static_cast<double>(state.iterations()) / p.seconds; };
+  const auto rate = [&](const turn& t) { return static_cast<double>(t.bytes) * static_cast<double>(state.iterations()) / t.seconds; };
   double mxfp4 = 0, roof = 0;
-  for (const auto& p : presets) {
-    if (p.name == "mxfp4") mxfp4 = rate(p);
-    if (p.name.rfind("read_", 0) == 0) roof = std::max(roof, rate(p));
+  for (const auto& t : turns) {
+    if (t.name == "mxfp4") mxfp4 = rate(t);
+    if (t.is_read) roof = std::max(roof, rate(t));
   }
-  for (const auto& p : presets) {
-    state.counters[p.name + "_GB/s"] = rate(p) / 1e9;
-    if (p.name != "mxfp4" && p.name.rfind("read_", 0) != 0) state.counters[p.name + "/mxfp4"] = rate(p) / mxfp4;
+  for (const auto& t : turns) {
+    state.counters[t.name + "_GB/s"] = rate(t) / 1e9;
+    if (!t.is_read && t.name != "mxfp4") state.counters[t.name + "/mxfp4"] = rate(t) / mxfp4;
   }
   state.counters["mxfp4/cold_roof"] = mxfp4 / roof;
 }

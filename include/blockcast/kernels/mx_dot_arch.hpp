@@ -512,13 +512,7 @@ struct digit_sums {
     __m512i top_max = _mm512_setzero_si512();
     for (int i = 0; i < 8; ++i) {
       const __m512i c = code_bytes<Element::bits>(codes, i);
-      const __m512i signed_x = signed_activations(c, x, i);
-      const __m512i top = top_only_(c);
-      top_max = _mm512_max_epu8(top_max, top);
-      __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, signed_x);
-      for (int d = digits - 2; d >= digits - digits_per_part; --d)
-        acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
-      r[i] = acc;
+      r[i] = part_digits<parts - 1, true>(c, signed_activations(c, x, i), top_max);
     }
     if (flagged(top_max)) return false;
     // exact: the part's sum rounded to FP32, then scaled by a power of two
@@ -541,11 +535,15 @@ struct digit_sums {
   }
   /// Part P of 64 codes against their signed activations: its digits combined by Horner's
   /// rule (bounds known at compile time, so that the digit loop unrolls and the tables stay
-  /// in registers; left to a runtime loop, GCC spilled them).
-  template <int P>
+  /// in registers; left to a runtime loop, GCC spilled them). TopOnly: the top part's top
+  /// digit from top_only_, which also marks codes with a nonzero low part.
+  template <int P, bool TopOnly = false>
   BLOCKCAST_INLINE __m512i part_digits(__m512i c, __m512i signed_x, __m512i& top_max) const {
     constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
-    const __m512i top_digit = tables_[top](c);
+    static_assert(!TopOnly || top == digits - 1, "top_only_ holds the top digit");
+    __m512i top_digit;
+    if constexpr (TopOnly) top_digit = top_only_(c);
+    else top_digit = tables_[top](c);
     if constexpr (top == digits - 1) top_max = _mm512_max_epu8(top_max, top_digit);
     __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
     for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
