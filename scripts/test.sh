@@ -8,7 +8,7 @@
 #   sanitizers      the test suites again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   release-native  the test suites but the CLI one again in a Release build with -O3 -march=native
 #   threads         the multi-threaded paths (tests/test_threads.cpp) under ThreadSanitizer
-#   fuzz            each libFuzzer target (clang) for $BLOCKCAST_FUZZ_SECONDS (60) seconds
+#   fuzz            each libFuzzer target (clang) for $BLOCKCAST_FUZZ_SECONDS (40) seconds
 #
 # Usage: scripts/test.sh [stage ...]     (default: every stage; `scripts/test.sh main` is the
 # quick one). Build directories: build, build-asan, build-native, build-tsan, build-fuzz.
@@ -18,22 +18,17 @@ source scripts/deps.sh
 install_deps || exit 1
 
 jobs=$(nproc)
-fuzz_seconds=${BLOCKCAST_FUZZ_SECONDS:-60}
+fuzz_seconds=${BLOCKCAST_FUZZ_SECONDS:-40}
 # The suites the sanitizer and -march=native stages rebuild (a sanitizer build of every target
-# would take 25 min here): the core, PTQ + I/O, threads, CLI commands, and SIMD at the two
-# widest ISAs. Under the sanitizers SIMD is the VBMI suite only: the AVX-512BW kernels read the
-# same group-bounded ranges, and their suite runs in main and native. The CLI's argument
-# parsing also runs under ASan+UBSan in the fuzz stage. The -march=native stage leaves out the
-# CLI suite: its kernels are the dispatch library's, run in main, and the rest is file I/O
-# (5 CPU-minutes of compiling for no new code path).
-suites=(blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_thread_tests blockcast_cli_tests
-        blockcast_simd_tests_avx512bw blockcast_simd_tests_avx512vbmi)
-sanitizer_suites=()
-native_suites=()
-for t in "${suites[@]}"; do
-  [ "$t" != blockcast_simd_tests_avx512bw ] && sanitizer_suites+=("$t")
-  [ "$t" != blockcast_cli_tests ] && native_suites+=("$t")
-done
+# would take 25 min here): the core, PTQ + I/O, threads, CLI commands, and SIMD at the widest
+# ISA (VBMI). The other ISAs' SIMD suites run in main; the AVX-512BW kernels read the same
+# group-bounded ranges as the VBMI ones. The CLI's argument parsing also runs under ASan+UBSan
+# in the fuzz stage. The -march=native stage leaves out the CLI suite: its kernels are the
+# dispatch library's, run in main, and the rest is file I/O (5 CPU-minutes of compiling for no
+# new code path).
+sanitizer_suites=(blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_thread_tests blockcast_cli_tests
+                  blockcast_simd_tests_avx512vbmi)
+native_suites=(blockcast_tests_cxx17 blockcast_ptq_tests_cxx17 blockcast_thread_tests blockcast_simd_tests_avx512vbmi)
 
 configure() {  # configure DIR CMAKE-ARGS...
   local dir=$1
