@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 namespace bc = blockcast;
@@ -129,27 +130,18 @@ bool same(float a, float b) {
   return bc::detail::float_bits(a) == bc::detail::float_bits(b) || (std::isnan(a) && std::isnan(b));
 }
 
-std::string describe(const char* format, data_kind kind, std::size_t cols, std::size_t row, float want, float got) {
+std::string describe(std::string_view format, data_kind kind, std::size_t cols, std::size_t row, float want, float got) {
   std::ostringstream s;
   s << format << ", " << name_of(kind) << ", K = " << cols << ", row " << row << ": wanted " << want << " ("
     << std::hexfloat << want << "), got " << got << " (" << got << ")";
   return s.str();
 }
 
-template <class Format>
-const char* format_name() {
-#define BLOCKCAST_TEST_NAME(alias, ...) \
-  if (std::is_same_v<Format, bc::alias>) return #alias;
-  BLOCKCAST_PRESETS(BLOCKCAST_TEST_NAME)
-#undef BLOCKCAST_TEST_NAME
-  return "?";
-}
-
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact block sums", "[mx_dot]", weight_formats) {
   using F = TestType;
-  const char* name = format_name<F>();
+  const std::string_view name = bc::preset_name<F>();
   std::mt19937 rng(7);
   const std::size_t rows = 9;  // kernels may take 4 rows at a time: two such groups and one row
   for (std::size_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 511, 512, 513, 1024, 1040, 4096, 4096 + 48}) {
@@ -211,7 +203,7 @@ TEMPLATE_LIST_TEST_CASE("gemv and matmul on MXINT8 activations do not depend on 
       std::vector<float> y(rows);
       bc::gemv(w.view(), xq.view(), y.data(), opt);
       for (std::size_t r = 0; r < rows; ++r) {
-        INFO(format_name<F>() << ", " << threads << " threads, activation row " << i << ", weight row " << r);
+        INFO(bc::preset_name<F>() << ", " << threads << " threads, activation row " << i << ", weight row " << r);
         REQUIRE(same(Y[i * rows + r], Yt[i * rows + r]));
         REQUIRE(same(Y[i * rows + r], y[r]));
       }

@@ -67,7 +67,7 @@ constexpr int mantissa_bits_or_zero() {
 }
 
 template <class Format>
-std::string format_name() {
+std::string format_description() {
 #define BLOCKCAST_TEST_PRESET_NAME(alias, ...) \
   if (std::is_same_v<Format, bc::alias>) return #alias;
   BLOCKCAST_PRESETS(BLOCKCAST_TEST_PRESET_NAME)
@@ -113,7 +113,7 @@ struct case_description {
   const bc::cast_options& opt;
 
   std::string head(const char* what) const {
-    return std::string(what) + " of " + format_name<Format>() + ", rounding " + name_of(opt.round) + ", scale rule " +
+    return std::string(what) + " of " + format_description<Format>() + ", rounding " + name_of(opt.round) + ", scale rule " +
            name_of(opt.scale_rule) + (opt.int8_full_range ? ", int8 full range" : "") + ", " + std::to_string(rows) +
            " x " + std::to_string(cols) + ": ";
   }
@@ -357,7 +357,7 @@ TEMPLATE_LIST_TEST_CASE("quantize_lanes equals the reference value by value, eac
             ++equal;
             continue;
           }
-          FAIL_CHECK(format_name<TestType>() << ", rounding " << name_of(round) << (full_range ? ", int8 full range" : "")
+          FAIL_CHECK(format_description<TestType>() << ", rounding " << name_of(round) << (full_range ? ", int8 full range" : "")
                                              << ", n " << n << ", value " << i << " (" << values[i] << ", bits "
                                              << hex(bc::detail::float_bits(values[i])) << ", scale code " << int{scales[i].code}
                                              << "): wanted code " << int{want} << " value " << want_value << ", got code "
