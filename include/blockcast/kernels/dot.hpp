@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "blockcast/kernels/scalar_ops.hpp"
 #include "blockcast/kernels/simd.hpp"
 
 namespace blockcast {
@@ -74,7 +75,7 @@ struct dot_kernels {
       i32 c[k::vectors_per_block];
       if constexpr (by_nibble) arch::split_nibbles<Arch>(codes + b * k::block_bytes, c[0], c[1]);
       else arch::load_codes<k::bits, Arch>(codes + b * k::block_bytes, k::vectors_per_block, c);
-      f32 block = decode(c[0]) * f32::load_unaligned(x_split + b * B);
+      f32 block = rounded(decode(c[0]) * f32::load_unaligned(x_split + b * B));
       for (std::size_t v = 1; v < k::vectors_per_block; ++v)
         block = xsimd::fma(decode(c[v]), f32::load_unaligned(x_split + b * B + v * k::lanes), block);
       const float scale = Format::has_tensor_scale ? scale_type::decode(scales[b]) * w.tensor_scale()
@@ -86,6 +87,13 @@ struct dot_kernels {
 
  private:
   using scale_type = typename Format::scale_type;
+
+  /// The product rounded to FP32 on its own: contracted into the next multiply-add as its
+  /// unrounded addend (GCC with FMA, -O3 -march=native), it changed the sums' last bits
+  /// depending on where the kernel was inlined, so that gemv and dot disagreed.
+  static BLOCKCAST_INLINE f32 rounded(const f32& product) {
+    return f32(detail::fp32_rounded(static_cast<typename f32::register_type>(product)));
+  }
 
   /// The products of the blocks from `whole` on (partial, or all where the format has no
   /// vector kernel), decoded by the reference.
@@ -102,7 +110,7 @@ struct dot_kernels {
       for (std::size_t s = 0, b = whole; s < n; s += B, ++b)
         reference::dequantize_block<Format>(rest_codes.data() + s, std::min(B, n - s), scales[b],
                                             w.tensor_scale(), values.data() + s);
-      for (std::size_t j = 0; j < n; ++j) tail += values[j] * x[start + j];
+      for (std::size_t j = 0; j < n; ++j) tail += detail::fp32_rounded(values[j] * x[start + j]);
     }
     return tail;
   }

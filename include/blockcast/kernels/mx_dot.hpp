@@ -28,6 +28,7 @@
 #include "blockcast/block/storage.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/kernels/mx_dot_arch.hpp"
+#include "blockcast/kernels/scalar_ops.hpp"
 
 namespace blockcast {
 
@@ -74,21 +75,6 @@ struct element_integers {
 };
 
 namespace detail {
-/// x unchanged, but opaque to the optimiser: a product stored through it is rounded to FP32
-/// before the next addition (no fused multiply-add under -ffp-contract=fast).
-template <class T>
-BLOCKCAST_INLINE T fp32_rounded(T x) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm("" : "+v"(x));
-#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm__))
-  asm("" : "+w"(x));
-#else
-  volatile T v = x;
-  x = v;
-#endif
-  return x;
-}
-
 /// Adds the 16 partial sums in the documented tree: p[i] + p[i+8], then +4, +2, +1.
 inline float tree_sum16(float* p) {
   for (std::size_t half = 8; half >= 1; half /= 2)

@@ -9,11 +9,30 @@
 #include <string>
 
 #include "blockcast/block/block_format.hpp"
+#include "blockcast/config.hpp"
 #include "blockcast/element/bits.hpp"
 #include "blockcast/error.hpp"
 #include "blockcast/policy.hpp"
 
 namespace blockcast::detail {
+
+/// x unchanged, but opaque to the optimiser: a product passed through it is rounded to FP32
+/// before the next addition. Compilers contract a * b + c into a fused multiply-add where the
+/// target has one (GCC's default for C++, even with -std=c++17), and may then pick which of
+/// two products stays unrounded; the kernels' documented orders need neither. T: a float, or
+/// a SIMD register (__m128, __m256, __m512, float32x4_t).
+template <class T>
+BLOCKCAST_INLINE T fp32_rounded(T x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(x));
+#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm__))
+  asm("" : "+w"(x));
+#else
+  volatile T v = x;
+  x = v;
+#endif
+  return x;
+}
 
 /// A 32-bit integer hash with good avalanche ("lowbias32", C. Wellons).
 constexpr std::uint32_t mix32(std::uint32_t x) {
