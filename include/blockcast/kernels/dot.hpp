@@ -75,7 +75,11 @@ struct dot_kernels {
       i32 c[k::vectors_per_block];
       if constexpr (by_nibble) arch::split_nibbles<Arch>(codes + b * k::block_bytes, c[0], c[1]);
       else arch::load_codes<k::bits, Arch>(codes + b * k::block_bytes, k::vectors_per_block, c);
-      f32 block = rounded(decode(c[0]) * f32::load_unaligned(x_split + b * B));
+      // the first products as a multiply-add onto +0: the same value as the product, but no
+      // plain product is left for the compiler to contract into the next multiply-add as its
+      // unrounded addend (GCC with FMA, -O3 -march=native, did so in some inlined copies, so
+      // that gemv and dot disagreed); an opaque rounding here cost MXFP4 6%
+      f32 block = xsimd::fma(decode(c[0]), f32::load_unaligned(x_split + b * B), f32(0.0f));
       for (std::size_t v = 1; v < k::vectors_per_block; ++v)
         block = xsimd::fma(decode(c[v]), f32::load_unaligned(x_split + b * B + v * k::lanes), block);
       const float scale = Format::has_tensor_scale ? scale_type::decode(scales[b]) * w.tensor_scale()
@@ -87,13 +91,6 @@ struct dot_kernels {
 
  private:
   using scale_type = typename Format::scale_type;
-
-  /// The product rounded to FP32 on its own: contracted into the next multiply-add as its
-  /// unrounded addend (GCC with FMA, -O3 -march=native), it changed the sums' last bits
-  /// depending on where the kernel was inlined, so that gemv and dot disagreed.
-  static BLOCKCAST_INLINE f32 rounded(const f32& product) {
-    return f32(detail::fp32_rounded(static_cast<typename f32::register_type>(product)));
-  }
 
   /// The products of the blocks from `whole` on (partial, or all where the format has no
   /// vector kernel), decoded by the reference.
