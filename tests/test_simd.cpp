@@ -68,10 +68,7 @@ constexpr int mantissa_bits_or_zero() {
 
 template <class Format>
 std::string format_description() {
-#define BLOCKCAST_TEST_PRESET_NAME(alias, ...) \
-  if (std::is_same_v<Format, bc::alias>) return #alias;
-  BLOCKCAST_PRESETS(BLOCKCAST_TEST_PRESET_NAME)
-#undef BLOCKCAST_TEST_PRESET_NAME
+  if (const std::string_view preset = bc::preset_name<Format>(); !preset.empty()) return std::string(preset);
   using E = typename Format::element_type;
   constexpr int m = mantissa_bits_or_zero<E>();
   const std::string element = E::is_float ? "e" + std::to_string(E::bits - 1 - m) + "m" + std::to_string(m)
