@@ -129,7 +129,7 @@ std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned thre
 /// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
 /// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
 /// rate over MXFP4's (<format>/mxfp4): how close its kernel comes to MXFP4's on equal terms.
-/// The turn also reads a buffer of MXFP4's size at each of roof_read's prefetch distances
+/// The turn also reads buffers of MXFP4's size, one at each of roof_read's prefetch distances
 /// (read_<distance>_GB/s): MXFP4's rate over the best of them is mxfp4/cold_roof.
 void bm_gemv_round_robin(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
@@ -149,12 +149,18 @@ void bm_gemv_round_robin(benchmark::State& state) {
                    weight_bytes<bc::alias>(rows), false, 0.0});
   BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
 #undef BLOCKCAST_BENCH_PRESET
+  // each read on a buffer of its own, allocated as the weights are (huge pages): reads that
+  // shared one buffer found part of it in the L3 after the first, and overstated the roof
   const std::size_t read_size = weight_bytes<bc::mxfp4>(rows);
-  std::vector<std::uint8_t> buffer(read_size + 256, 1);
-  for (std::size_t prefetch : {0, 4096, 8192})
+  std::vector<bc::detail::tensor_vector<std::uint8_t>> buffers;
+  buffers.reserve(3);
+  for (std::size_t prefetch : {0, 4096, 8192}) {
+    buffers.emplace_back(read_size + 256);
+    std::fill(buffers.back().begin(), buffers.back().end(), std::uint8_t{1});
     turns.push_back({"read_" + std::to_string(prefetch),
-                     [&, prefetch] { benchmark::DoNotOptimize(read_bytes(buffer.data(), read_size, opt.threads, prefetch)); },
+                     [&, prefetch, b = buffers.back().data()] { benchmark::DoNotOptimize(read_bytes(b, read_size, opt.threads, prefetch)); },
                      read_size, true, 0.0});
+  }
   for (auto& t : turns) t.call();  // quantized and in memory before the clock starts
   for (auto _ : state)
     for (auto& t : turns) {
@@ -182,7 +188,8 @@ void bm_roof_read(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
   const auto threads = static_cast<unsigned>(state.range(1));
   const std::size_t bytes = weight_bytes<Format>(rows);
-  std::vector<std::uint8_t> buffer(bytes + 256, 1);
+  bc::detail::tensor_vector<std::uint8_t> buffer(bytes + 256);  // allocated as the weights are
+  std::fill(buffer.begin(), buffer.end(), std::uint8_t{1});
   for (auto _ : state) {
     double best = 1e30;
     for (std::size_t prefetch : {0, 4096, 8192}) {
