@@ -57,7 +57,10 @@ class worker_pool {
       start_workers(parts - 1);
       queue_.push_back(job);
     }
-    wake_.notify_all();
+    // as many wake-ups as the call has parts for workers: a 2-part call on a 64-core pool
+    // wakes one idle worker, not all of them (a woken worker that finds the parts taken sleeps
+    // again, and the caller runs whatever no worker took)
+    for (std::size_t i = 1; i < parts; ++i) wake_.notify_one();
     job->work();
     job->wait();
     std::lock_guard<std::mutex> lock(mutex_);
