@@ -102,8 +102,8 @@ TEST_CASE("a failed write leaves nothing behind", "[io]") {
 }
 
 TEST_CASE("a staged file holds exactly the bytes put, written directly or through the page cache", "[io]") {
-  // pieces around the 4096-byte blocks and the 4 MiB buffer
-  const std::vector<std::size_t> pieces{0, 1, 4095, 4096, 4097, (4u << 20) - 3, 4u << 20, 3, (9u << 20) + 5, 100};
+  // pieces around the 4096-byte blocks, the 1 MiB written unbuffered and the 4 MiB buffer
+  const std::vector<std::size_t> pieces{0, 1, 4095, 4096, 4097, (1u << 20) - 1, 1u << 20, 7, (4u << 20) - 3, 4u << 20, 3, (9u << 20) + 5, 100};
   std::string bytes;
   std::uint32_t state = 12345;
   for (std::size_t n : pieces)

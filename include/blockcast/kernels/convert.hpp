@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Reading checkpoint weights and measuring what quantization did to them: BF16/F16 -> float
-// widening and the sums behind an SQNR, over fixed groups of 16 lanes, compiled for whatever
-// instruction set the including file (or each dispatch_<isa> translation unit) is built for:
-// the widening as plain loops for the compiler to vectorize, the sums as xsimd batches. The
-// widening is exact; the sums run in 16 lanes indexed by position and are added in a fixed
-// order, so they do not depend on alignment, chunking or threads (between instruction sets
-// they may differ in the last bits: the multiply-adds are fused where the ISA has FMA). Every
+// widening and the sums behind an SQNR, compiled for whatever instruction set the including
+// file (or each dispatch_<isa> translation unit) is built for: the widening as plain loops for
+// the compiler to vectorize, the sums as xsimd batches. The widening is exact; the sums run in
+// 16 float lanes indexed by position and are added in a fixed order, so they do not depend on
+// alignment, chunking or threads (between instruction sets they may differ in the last bits:
+// the order within a lane follows the vector width, and the multiply-adds are fused where the
+// ISA has FMA). Every
 // function takes the architecture it is compiled for as a template argument, like the SIMD
 // kernels: copies compiled with different instruction-set flags are different functions,
 // never merged by the linker into one that the CPU may lack.
@@ -162,26 +163,35 @@ inline error_sums double_lane_sums(const float* w, const float* q, std::size_t n
   }
   return add_lanes(s, e);
 }
-/// In float, lane k holding the values at k mod 16: 16 / N vectors of Arch's N lanes. Written
-/// with xsimd batches, not as a loop for the compiler: GCC 12 vectorized that loop across its
-/// iterations with a transpose and ran it at 1.2 G values/s instead of 14.
+/// In float, 16 lanes, lane k holding the values at k mod 16: summed in four vectors of Arch's
+/// per step (four multiply-adds in flight: one chain of dependent multiply-adds waits 4 cycles
+/// for each), folded into the 16 lanes in a fixed order. Written with xsimd batches, not as a
+/// loop for the compiler: GCC 12 vectorized that loop across its iterations with a transpose
+/// and ran it at 1.2 G values/s instead of 14.
 template <class Arch>
 error_sums float_lane_sums(const float* w, const float* q, std::size_t n) {
   using batch = xsimd::batch<float, Arch>;
-  constexpr std::size_t width = batch::size, parts = lanes / width;
-  static_assert(lanes % width == 0, "16 lanes in whole vectors");
+  constexpr std::size_t width = batch::size, parts = 4, per16 = lanes / width;  // vectors per 16 lanes
+  static_assert(lanes % width == 0 && parts % per16 == 0, "16 lanes in whole vectors");
   batch s[parts], e[parts];
   for (std::size_t p = 0; p < parts; ++p) s[p] = e[p] = batch(0.0f);
   std::size_t i = 0;
-  for (; i + lanes <= n; i += lanes)
+  for (; i + parts * width <= n; i += parts * width)
     for (std::size_t p = 0; p < parts; ++p) {
       const batch a = batch::load_unaligned(w + i + p * width), d = a - batch::load_unaligned(q + i + p * width);
       s[p] = xsimd::fma(a, a, s[p]);
       e[p] = xsimd::fma(d, d, e[p]);
     }
+  for (std::size_t p = per16; p < parts; ++p) s[p % per16] += s[p], e[p % per16] += e[p];
+  for (; i + width <= n; i += width) {  // whole vectors left: into their lanes
+    const std::size_t p = i / width % per16;
+    const batch a = batch::load_unaligned(w + i), d = a - batch::load_unaligned(q + i);
+    s[p] = xsimd::fma(a, a, s[p]);
+    e[p] = xsimd::fma(d, d, e[p]);
+  }
   alignas(64) float sl[lanes], el[lanes];
-  for (std::size_t p = 0; p < parts; ++p) s[p].store_aligned(sl + p * width), e[p].store_aligned(el + p * width);
-  for (std::size_t k = 0; i < n; ++i, ++k) {  // the partial group, lane by lane
+  for (std::size_t p = 0; p < per16; ++p) s[p].store_aligned(sl + p * width), e[p].store_aligned(el + p * width);
+  for (std::size_t k = i % lanes; i < n; ++i, ++k) {  // the last values, lane by lane
     const float a = w[i], d = a - q[i];
     sl[k] += a * a;
     el[k] += d * d;
