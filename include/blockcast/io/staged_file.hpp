@@ -15,9 +15,10 @@
 //
 // A full buffer is written on a thread of its own while put() fills the other one: a direct
 // write returns only when the disk has the bytes, and a caller waiting for each one spent a
-// fifth of a conversion's time idle. Through the page cache, a put() of 1 MiB or more is
-// written from the caller's memory before put() returns, without the copy. A write's failure therefore shows at a later put() or
-// at commit(), never later, and still leaves nothing behind.
+// fifth of a conversion's time idle. Such a write's failure therefore shows at a later put()
+// or at commit(), never later, and still leaves nothing behind. Through the page cache, a
+// put() of 1 MiB or more is written from the caller's memory, without the copy, before put()
+// returns (a failure throws there).
 #pragma once
 
 #include <fcntl.h>

@@ -6,10 +6,9 @@
 // 16 float lanes indexed by position and are added in a fixed order, so they do not depend on
 // alignment, chunking or threads (between instruction sets they may differ in the last bits:
 // the order within a lane follows the vector width, and the multiply-adds are fused where the
-// ISA has FMA). Every
-// function takes the architecture it is compiled for as a template argument, like the SIMD
-// kernels: copies compiled with different instruction-set flags are different functions,
-// never merged by the linker into one that the CPU may lack.
+// ISA has FMA). Every function takes the architecture it is compiled for as a template
+// argument, like the SIMD kernels: copies compiled with different instruction-set flags are
+// different functions, never merged by the linker into one that the CPU may lack.
 #pragma once
 
 #include <cmath>
