@@ -14,6 +14,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -97,12 +98,17 @@ class worker_pool {
   worker_pool() {
 #if BLOCKCAST_POSIX_THREADS
     // a child of fork() has none of the parent's workers, and the pool's lock as the forking
-    // thread left it: take it across the fork, and start the child's pool empty
+    // thread left it: take it across the fork, and start the child's pool empty. The
+    // parent's idle workers were waiting on wake_, and the child's copy still counts them:
+    // glibc's notify then waits for those waiters, which do not exist in the child, forever
+    // (a child hung in 11 of 40 forks). So the child gets a new condition variable in its
+    // place; the old one is not destroyed (with waiters, that too would wait, or is undefined).
     ::pthread_atfork([] { shared().mutex_.lock(); }, [] { shared().mutex_.unlock(); },
                      [] {
                        worker_pool& pool = shared();
                        pool.workers_ = 0;
                        pool.queue_.clear();
+                       ::new (static_cast<void*>(&pool.wake_)) std::condition_variable;
                        pool.mutex_.unlock();
                      });
 #endif
