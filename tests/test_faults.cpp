@@ -334,6 +334,29 @@ TEST_CASE("fault 4: an input truncated by another process while mapped is an err
   CHECK_THROWS_WITH(g.check_unchanged(), Catch::Contains("changed by another process"));
 }
 
+TEST_CASE("fault 4b: a child of fork() ended by a signal removes its own temporaries, not its parent's", "[faults]") {
+  const std::string dir = fresh_dir(), parents = dir + "/parent.tmp", childs = dir + "/child.tmp";
+  write_file(parents, "the parent is still writing this");
+  const int slot = io::detail::register_slot(io::detail::slot_kind::temp_file, parents);
+  REQUIRE(slot >= 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    io::install_signal_cleanup("test");
+    std::ofstream(childs) << "the child's own";
+    if (io::detail::register_slot(io::detail::slot_kind::temp_file, childs) < 0) ::_exit(3);
+    ::raise(SIGTERM);
+    ::_exit(4);  // not reached: the handler dies of the signal
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  io::detail::unregister_slot(slot);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGTERM);
+  CHECK(::access(childs.c_str(), F_OK) != 0);   // the child's temporary: removed
+  CHECK(::access(parents.c_str(), F_OK) == 0);  // the parent's: left to the parent
+}
+
 TEST_CASE("fault 5: an index must agree with its shards tensor for tensor", "[faults]") {
   const std::string dir = fresh_dir(), out = fresh_dir();
   write_model(dir + "/a.safetensors", {"w0", "w1"});

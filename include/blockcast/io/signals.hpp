@@ -4,8 +4,9 @@
 // mapped. The I/O classes register them as they go; a program that wants them cleaned up
 // calls install_signal_cleanup() once (the library never installs handlers by itself):
 //
-//   * SIGINT, SIGTERM, SIGHUP: remove every registered temporary file, and the files in every
-//     registered staging directory and the directory, then die of the same signal.
+//   * SIGINT, SIGTERM, SIGHUP: remove every temporary file this process registered, and the
+//     files in every staging directory it registered and the directory, then die of the same
+//     signal. A child of fork() leaves its parent's alone.
 //   * SIGBUS inside a registered mapping (the file was truncated by another process while it
 //     was mapped): print "<program>: error: <file>: ..." on stderr, clean up as above, and
 //     exit with status 1, like any other error. A SIGBUS anywhere else is left to the default.
@@ -34,6 +35,7 @@ enum class slot_kind : int { free = 0, claimed = 1, temp_file = 2, staging_dir =
 
 struct signal_slot {
   std::atomic<int> kind{0};
+  std::atomic<int> owner{0};  // the pid that registered it: a child of fork() removes none of its parent's files
   std::atomic<std::uintptr_t> begin{0};
   std::atomic<std::size_t> size{0};
   char path[4096] = {};
@@ -62,6 +64,7 @@ inline int register_slot(slot_kind kind, const std::string& path, const void* be
     int expected = static_cast<int>(slot_kind::free);
     if (!s.kind.compare_exchange_strong(expected, static_cast<int>(slot_kind::claimed))) continue;
     std::memcpy(s.path, path.c_str(), path.size() + 1);
+    s.owner.store(static_cast<int>(::getpid()));
     s.begin.store(reinterpret_cast<std::uintptr_t>(begin));
     s.size.store(size);
     s.kind.store(static_cast<int>(kind));  // published: the handler may use it from now on
@@ -111,11 +114,14 @@ inline void remove_staging_dir(const char* dir) {
 // The handler's cleanup: temporaries first, then staging directories. A staging directory
 // whose commit is renaming files into place is not registered then (see output_set): a
 // signal that ends the process halfway leaves its journal for the next run to roll back.
+// Only this process's own: a child of fork() inherits the registry, and a signal that ends
+// the child must not remove what its parent is still writing.
 inline void remove_registered_temporaries() {
+  const int self = static_cast<int>(::getpid());
   for (auto& s : registry.slots)
-    if (s.kind.load() == static_cast<int>(slot_kind::temp_file)) ::unlink(s.path);
+    if (s.kind.load() == static_cast<int>(slot_kind::temp_file) && s.owner.load() == self) ::unlink(s.path);
   for (auto& s : registry.slots)
-    if (s.kind.load() == static_cast<int>(slot_kind::staging_dir)) remove_staging_dir(s.path);
+    if (s.kind.load() == static_cast<int>(slot_kind::staging_dir) && s.owner.load() == self) remove_staging_dir(s.path);
 }
 
 inline void blockcast_signal_handler(int sig, siginfo_t* info, void*) {
