@@ -73,8 +73,9 @@ bc::packed_tensor<Format> make(std::size_t rows, std::size_t cols, data_kind kin
                                                 : static_cast<std::uint8_t>(120 + byte % 14);
   }
   // kernels test a whole row's scales for NaN once, and those of 4 rows at a time: rows with
-  // and without one side by side, and groups of 4 rows with and without one (rows 0-3: row 1,
-  // rows 4-7: none, row 8 alone)
+  // and without one side by side, and groups of 4 rows with and without one (of 9 rows, taken
+  // a quarter of the range apart: rows 1, 3, 5, 7 hold row 1's, rows 0, 2, 4, 6 none, row 8
+  // alone its own)
   if (kind == data_kind::one_nan_scale) {
     const std::size_t blocks = scales.size() / rows;
     for (std::size_t r = 1; r < rows; r += 7) scales[r * blocks + (7 * r + 3) % blocks] = Format::scale_type::nan_code;
@@ -143,7 +144,7 @@ TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact blo
   using F = TestType;
   const std::string_view name = bc::preset_name<F>();
   std::mt19937 rng(7);
-  const std::size_t rows = 9;  // kernels may take 4 rows at a time: two such groups and one row
+  const std::size_t rows = 9;  // kernels may take 4 rows at a time: two such groups (rows 0, 2, 4, 6 and 1, 3, 5, 7) and one row
   for (std::size_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 511, 512, 513, 1024, 1040, 4096, 4096 + 48}) {
     for (data_kind kind : {data_kind::quantized_normal, data_kind::quantized_wide_range, data_kind::random_bytes, data_kind::typical_scales,
                            data_kind::symmetric_codes, data_kind::zeros, data_kind::saturated,

@@ -241,11 +241,19 @@ struct mx_dot_kernels {
     std::size_t r = r0;
     if constexpr (arch::has_group_dot<Format, Arch>()) {
       // several rows at once where the kernel can (the same bits as one at a time): rows of
-      // whole groups only, the others need the reference's blocks
+      // whole groups only, the others need the reference's blocks. The rows taken together
+      // are a part of the range apart (r0 + i, r0 + i + part, ...), so that each reads on
+      // where its previous one ended: four long linear streams. Four adjacent rows are four
+      // streams 2 KiB long (K = 4096) that end before they are fetched well (16384 x 4096
+      // on Zen 4, one core, from memory: MXFP4 at 0.71-0.74 of the read roof before, 0.83-
+      // 0.87 after; warm, NVFP4 read about 20% faster)
       constexpr int together = arch::group_dot<Format, Arch>::rows_at_once;
       if constexpr (together > 1) {
-        if (w.cols() % (16 * B) == 0)
-          for (; r + together <= r1; r += together) rows_together<together>(w, r, x, s, y + (r - r0));
+        if (w.cols() % (16 * B) == 0) {
+          const std::size_t part = (r1 - r0) / together;
+          for (std::size_t i = 0; i < part; ++i) rows_together<together>(w, r0 + i, part, x, s, y + i);
+          r = r0 + together * part;
+        }
       }
     }
     for (; r < r1; ++r) y[r - r0] = row_dot(w, r, x, s);
@@ -274,20 +282,20 @@ struct mx_dot_kernels {
   }
 
  private:
-  /// Rows r .. r + R - 1, all of whole groups, into y[0..R).
+  /// Rows r, r + step, ..., r + (R - 1) * step, all of whole groups, into y[0], y[step], ...
   template <int R>
-  static void rows_together(packed_view<Format> w, std::size_t r, const mx_activations<Format>& x, const state& s,
-                            float* y) {
+  static void rows_together(packed_view<Format> w, std::size_t r, std::size_t step, const mx_activations<Format>& x,
+                            const state& s, float* y) {
     constexpr std::size_t group_bytes = 16 * B * bits / 8;
     const std::uint8_t* codes[R];
     const std::uint8_t* scales[R];
     for (int k = 0; k < R; ++k) {
-      codes[k] = w.row_codes(r + k);
-      scales[k] = w.row_scales(r + k);
+      codes[k] = w.row_codes(r + k * step);
+      scales[k] = w.row_scales(r + k * step);
     }
     typename arch::group_dot<Format, Arch>::partials p[R];
     s.group.accumulate_rows(codes, group_bytes, scales, w.cols() / (16 * B), x, p);
-    for (int k = 0; k < R; ++k) y[k] = finish(s.group.tree_sum(p[k]), w);
+    for (int k = 0; k < R; ++k) y[k * step] = finish(s.group.tree_sum(p[k]), w);
   }
   /// The terms of blocks `first` to the end of the row, by the reference's block sums.
   static std::vector<float> rest(packed_view<Format> w, std::size_t row, std::size_t first,
