@@ -433,10 +433,11 @@ struct signed_digit_sums {
 /// path, as Inf and NaN do; both come out the same bits.
 /// Needs VNNI: a pair of digit products (255 * 128 each) does not fit vpmaddubsw's 16 bits.
 ///
-/// With two parts (E5M2) the low part is zero unless some code's integer has a nonzero digit
-/// there (E5M2: a value that is no integer, 13 or more binades below the largest), which the
-/// shared scale makes rare in a group: the top part alone is tried first, and a group with
-/// such a code is summed again in full.
+/// The low bits of |integer| are zero unless a value lies many binades below the format's
+/// largest, which the shared scale makes rare in a group: |integer| >> reduced_shift in two
+/// digits (E4M3: >> 2, E5M2: >> 16) is tried first, and a group with a code that has a
+/// nonzero bit there is summed again in full. Of random normal weights in MXFP8 E4M3, 10% of
+/// the groups of 512 codes have one (a value below 2^-4, 12 binades under the block's top).
 template <class Element, class Ints, class Arch>
 struct digit_sums {
   static constexpr std::int64_t max_integer = Ints::max_magnitude();
@@ -452,21 +453,31 @@ struct digit_sums {
                 "one part, or two parts of two digits that fit int32");
   static constexpr int low_bits = 8 * digits_per_part * (parts - 1);  // below the top part
   static constexpr std::uint8_t sign_bit = static_cast<std::uint8_t>(1u << (Element::bits - 1));
-  /// The top digit of an Inf or NaN code, and in the top-part-only table also of a code with
-  /// a nonzero low part: above every finite top digit, so that the maximum finds them (one
-  /// instruction per 64 codes).
+  /// The top digit of an Inf or NaN code, and in the reduced tables also of a code with a
+  /// nonzero bit below reduced_shift: above every finite top digit, so that the maximum finds
+  /// them (one instruction per 64 codes).
   static constexpr std::uint8_t flag_digit = 0xff;
   static_assert((max_integer >> (8 * (digits - 1))) < flag_digit, "the top digit must have a spare value");
+  /// The reduced form: the fewest bits dropped that leave two digits with a spare top value.
+  static constexpr bool has_reduced = digits > 2;
+  static constexpr int reduced_shift = [] {
+    int k = 0;
+    while (((max_integer >> k) >> 8) >= flag_digit) ++k;
+    return k;
+  }();
+  static_assert(!has_reduced || (max_integer >> reduced_shift) * block_products < (std::int64_t{1} << 31),
+                "the reduced block sums fit int32");
 
   digit_sums() {
-    for (int d = 0; d < digits; ++d) tables_[d] = byte_table<Element::bits>([d](int c) { return digit(c, d, false); });
-    if constexpr (parts == 2) top_only_ = byte_table<Element::bits>([](int c) { return digit(c, digits - 1, true); });
+    for (int d = 0; d < digits; ++d) tables_[d] = byte_table<Element::bits>([d](int c) { return digit(c, d); });
+    if constexpr (has_reduced)
+      for (int d = 0; d < 2; ++d) reduced_[d] = byte_table<Element::bits>([d](int c) { return reduced_digit(c, d); });
   }
   /// false when a block holds an Inf or NaN code, or an activation is -128.
   BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     if (x.has_min_code) return false;
-    if constexpr (parts == 2) {
-      if (top_part_sums(codes, x, sums)) return true;
+    if constexpr (has_reduced) {
+      if (reduced_sums(codes, x, sums)) return true;
     }
     __m512i top_max = _mm512_setzero_si512();
     __m512i totals[parts];
@@ -486,14 +497,21 @@ struct digit_sums {
   }
 
  private:
-  /// Digit d of code c's |integer|; the top digit is flag_digit for Inf and NaN and, when
-  /// top_only, for a code with a nonzero low part.
-  static int digit(int c, int d, bool top_only) {
+  /// Digit d of code c's |integer|; the top digit is flag_digit for Inf and NaN.
+  static int digit(int c, int d) {
     const auto code = static_cast<std::uint8_t>(c);
     const std::int64_t v = Ints::integer(code), magnitude = v < 0 ? -v : v;
-    const bool flag = Ints::special(code) || (top_only && (magnitude & ((std::int64_t{1} << low_bits) - 1)) != 0);
-    if (d == digits - 1 && flag) return flag_digit;
+    if (d == digits - 1 && Ints::special(code)) return flag_digit;
     return static_cast<int>((magnitude >> (8 * d)) & 0xff);
+  }
+  /// Digit d (0 or 1) of |integer| >> reduced_shift; the top one is flag_digit for Inf, NaN
+  /// and a code with a nonzero bit below reduced_shift.
+  static int reduced_digit(int c, int d) {
+    const auto code = static_cast<std::uint8_t>(c);
+    const std::int64_t v = Ints::integer(code), magnitude = v < 0 ? -v : v;
+    const bool flag = Ints::special(code) || (magnitude & ((std::int64_t{1} << reduced_shift) - 1)) != 0;
+    if (d == 1 && flag) return flag_digit;
+    return static_cast<int>(((magnitude >> reduced_shift) >> (8 * d)) & 0xff);
   }
   static BLOCKCAST_INLINE bool flagged(__m512i top_max) {
     return _mm512_cmpeq_epi8_mask(top_max, _mm512_set1_epi8(static_cast<char>(flag_digit))) != 0;
@@ -504,19 +522,25 @@ struct digit_sums {
     const __m512i xs = _mm512_loadu_si512(x.codes + 64 * i);
     return _mm512_mask_sub_epi8(xs, negative, _mm512_setzero_si512(), xs);
   }
-  /// The sums from the top part alone (S = top part * 2^low_bits); false when a code has a
-  /// nonzero low part, Inf or NaN. Per 64 codes 8 vector instructions against the full sums'
-  /// 13 (the sign, 2 lookups and dot products against 4, and the maximum).
-  BLOCKCAST_INLINE bool top_part_sums(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
+  /// The sums from the reduced form (S = its sum * 2^reduced_shift, exact); false when a code
+  /// has a nonzero bit below reduced_shift, Inf or NaN. Per 64 codes 8 vector instructions
+  /// (the sign, 2 lookups and dot products, a shift, the maximum) where E4M3's three digits
+  /// take 11 and E5M2's four 13.
+  BLOCKCAST_INLINE bool reduced_sums(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
     __m512i r[8];
     __m512i top_max = _mm512_setzero_si512();
     for (int i = 0; i < 8; ++i) {
       const __m512i c = code_bytes<Element::bits>(codes, i);
-      r[i] = part_digits<parts - 1, true>(c, signed_activations(c, x, i), top_max);
+      const __m512i signed_x = signed_activations(c, x, i);
+      const __m512i top = reduced_[1](c);
+      top_max = _mm512_max_epu8(top_max, top);
+      const __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, signed_x);
+      r[i] = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), reduced_[0](c), signed_x);
     }
     if (flagged(top_max)) return false;
-    // exact: the part's sum rounded to FP32, then scaled by a power of two
-    sums = _mm512_mul_ps(_mm512_cvtepi32_ps(block_totals<2>(r)), _mm512_set1_ps(static_cast<float>(std::int64_t{1} << low_bits)));
+    // exact: the reduced sum rounded to FP32, then scaled by a power of two
+    sums = _mm512_mul_ps(_mm512_cvtepi32_ps(block_totals<2>(r)),
+                         _mm512_set1_ps(static_cast<float>(std::int64_t{1} << reduced_shift)));
     return true;
   }
   /// Lane b of totals[P]: block b's sum over the digits of part P. Every part in one pass
@@ -535,22 +559,18 @@ struct digit_sums {
   }
   /// Part P of 64 codes against their signed activations: its digits combined by Horner's
   /// rule (bounds known at compile time, so that the digit loop unrolls and the tables stay
-  /// in registers; left to a runtime loop, GCC spilled them). TopOnly: the top part's top
-  /// digit from top_only_, which also marks codes with a nonzero low part.
-  template <int P, bool TopOnly = false>
+  /// in registers; left to a runtime loop, GCC spilled them).
+  template <int P>
   BLOCKCAST_INLINE __m512i part_digits(__m512i c, __m512i signed_x, __m512i& top_max) const {
     constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
-    static_assert(!TopOnly || top == digits - 1, "top_only_ holds the top digit");
-    __m512i top_digit;
-    if constexpr (TopOnly) top_digit = top_only_(c);
-    else top_digit = tables_[top](c);
+    const __m512i top_digit = tables_[top](c);
     if constexpr (top == digits - 1) top_max = _mm512_max_epu8(top_max, top_digit);
     __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
     for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
     return acc;
   }
   byte_table<Element::bits> tables_[digits];
-  byte_table<Element::bits> top_only_;  // parts == 2: the top digit, flagging a nonzero low part
+  byte_table<Element::bits> reduced_[2];  // has_reduced: |integer| >> reduced_shift, flagging a nonzero low bit
 };
 #endif
 
