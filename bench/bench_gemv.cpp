@@ -5,6 +5,7 @@
 //   matmul/<format>/<rows>/<n>/<threads>     Y = X W^T for n rows of float activations
 //   roof_read/<format>/<rows>/<threads>      reading the same weight bytes, nothing else
 //   gemv_round_robin/16384/<threads>         every preset's gemv in turn (see below)
+//   gemv_warm_pairs/16384/<threads>          MXFP4's gemv and the read roof in alternating blocks
 //   roof_fma/<threads>                       the FMA peak (independent FP32 fused multiply-adds)
 // Every matrix has K = 4096 columns. gemv figures are weight bytes per second and % of the
 // read roof; matmul figures are GFLOP/s (2 n rows K per call) and % of the FMA peak.
@@ -183,6 +184,66 @@ void bm_gemv_round_robin(benchmark::State& state) {
   state.counters["mxfp4/cold_roof"] = mxfp4 / roof;
 }
 
+/// The median of v (v is reordered).
+double median(std::vector<double>& v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+/// MXFP4's gemv against the read roof, warm, in alternating blocks: each iteration makes 8
+/// gemv calls on one 16384 x K matrix, then 8 reads of a buffer of the same size, each read
+/// the best of roof_read's three prefetch distances, as roof_read's are. The first 2 of a
+/// block refill the caches and are not timed. gemv/mxfp4 and roof_read/mxfp4 run seconds or
+/// minutes apart, and this VM's speed moves in between; here both sides of a ratio come
+/// from the same few milliseconds. Counters: the medians over iterations of the blocks'
+/// median rates (mxfp4_GB/s, roof_GB/s) and of their ratio (mxfp4/warm_roof).
+void bm_gemv_warm_pairs(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  const auto opt = with_threads(state.range(1));
+  const auto& w = weights<bc::mxfp4>(rows);
+  const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
+  std::vector<float> y(rows);
+  const std::size_t bytes = weight_bytes<bc::mxfp4>(rows);
+  bc::detail::tensor_vector<std::uint8_t> buffer(bytes + 256);  // allocated as the weights are
+  std::fill(buffer.begin(), buffer.end(), std::uint8_t{1});
+  constexpr int calls = 8, untimed = 2;
+  const auto block = [&](auto&& call) {  // the median rate of one block's timed calls
+    std::vector<double> rates;
+    for (int i = 0; i < calls; ++i) {
+      const double seconds = call();
+      if (i >= untimed) rates.push_back(static_cast<double>(bytes) / seconds);
+    }
+    return median(rates);
+  };
+  const auto seconds_of = [](auto&& f) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<double> gemv_rates, roof_rates, ratios;
+  for (auto _ : state) {
+    const double gemv = block([&] {
+      return seconds_of([&] {
+        bc::gemv(w.view(), x.view(), y.data(), opt);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+      });
+    });
+    const double roof = block([&] {
+      double best = 1e30;
+      for (std::size_t prefetch : {0, 4096, 8192})
+        best = std::min(best, seconds_of([&] { benchmark::DoNotOptimize(read_bytes(buffer.data(), bytes, opt.threads, prefetch)); }));
+      return best;
+    });
+    gemv_rates.push_back(gemv);
+    roof_rates.push_back(roof);
+    ratios.push_back(gemv / roof);
+  }
+  state.counters["mxfp4_GB/s"] = median(gemv_rates) / 1e9;
+  state.counters["roof_GB/s"] = median(roof_rates) / 1e9;
+  state.counters["mxfp4/warm_roof"] = median(ratios);
+}
+
 template <class Format>
 void bm_roof_read(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
@@ -271,6 +332,7 @@ int main(int argc, char** argv) {
   for (std::int64_t threads : {1, 2}) {
     benchmark::RegisterBenchmark("roof_fma", bm_roof_fma)->Arg(threads)->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("gemv_round_robin", bm_gemv_round_robin)->Args({16384, threads})->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("gemv_warm_pairs", bm_gemv_warm_pairs)->Args({16384, threads})->Unit(benchmark::kMillisecond)->MinTime(2.0);
   }
 
   const std::string format = roof::requested_format(argc, argv);

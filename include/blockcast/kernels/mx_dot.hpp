@@ -245,8 +245,8 @@ struct mx_dot_kernels {
       // are a part of the range apart (r0 + i, r0 + i + part, ...), so that each reads on
       // where its previous one ended: four long linear streams. Four adjacent rows are four
       // streams 2 KiB long (K = 4096) that end before they are fetched well (16384 x 4096
-      // on Zen 4, one core, from memory: MXFP4 at 0.71-0.74 of the read roof before, 0.83-
-      // 0.87 after; warm, NVFP4 read about 20% faster)
+      // on Zen 4, one core, from memory: MXFP4 at a median 0.74 of the read roof before and
+      // 0.84 after, seven runs each; warm, NVFP4 read about 20% faster)
       constexpr int together = arch::group_dot<Format, Arch>::rows_at_once;
       if constexpr (together > 1) {
         if (w.cols() % (16 * B) == 0) {
