@@ -126,6 +126,18 @@ std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned thre
   return r;
 }
 
+/// roof_read's measure: the seconds of the fastest of three reads of the buffer, without
+/// software prefetch and with it 4 and 8 KiB ahead.
+double best_read_seconds(const std::uint8_t* p, std::size_t bytes, unsigned threads) {
+  double best = 1e30;
+  for (std::size_t prefetch : {0, 4096, 8192}) {
+    const auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(read_bytes(p, bytes, threads, prefetch));
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
 /// Every preset's gemv on its own 16384 x K matrix, one call each per iteration and in turn:
 /// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
 /// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
@@ -191,11 +203,10 @@ double median(std::vector<double>& v) {
 }
 
 /// MXFP4's gemv against the read roof, warm, in alternating blocks: each iteration makes 8
-/// gemv calls on one 16384 x K matrix, then 8 reads of a buffer of the same size, each read
-/// the best of roof_read's three prefetch distances, as roof_read's are. The first 2 of a
-/// block refill the caches and are not timed. gemv/mxfp4 and roof_read/mxfp4 run seconds or
-/// minutes apart, and this VM's speed moves in between; here both sides of a ratio come
-/// from the same few milliseconds. Counters: the medians over iterations of the blocks'
+/// gemv calls on one 16384 x K matrix, then 8 of roof_read's reads (best_read_seconds) of a
+/// buffer of the same size. The first 2 of a block refill the caches and are not timed.
+/// gemv/mxfp4 and roof_read/mxfp4 run seconds or minutes apart, and this VM's speed moves in
+/// between; here both sides of a ratio come from the same few milliseconds. Counters: the medians over iterations of the blocks'
 /// median rates (mxfp4_GB/s, roof_GB/s) and of their ratio (mxfp4/warm_roof).
 void bm_gemv_warm_pairs(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
@@ -215,26 +226,16 @@ void bm_gemv_warm_pairs(benchmark::State& state) {
     }
     return median(rates);
   };
-  const auto seconds_of = [](auto&& f) {
-    const auto start = std::chrono::steady_clock::now();
-    f();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
   std::vector<double> gemv_rates, roof_rates, ratios;
   for (auto _ : state) {
     const double gemv = block([&] {
-      return seconds_of([&] {
-        bc::gemv(w.view(), x.view(), y.data(), opt);
-        benchmark::DoNotOptimize(y.data());
-        benchmark::ClobberMemory();
-      });
+      const auto start = std::chrono::steady_clock::now();
+      bc::gemv(w.view(), x.view(), y.data(), opt);
+      benchmark::DoNotOptimize(y.data());
+      benchmark::ClobberMemory();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
-    const double roof = block([&] {
-      double best = 1e30;
-      for (std::size_t prefetch : {0, 4096, 8192})
-        best = std::min(best, seconds_of([&] { benchmark::DoNotOptimize(read_bytes(buffer.data(), bytes, opt.threads, prefetch)); }));
-      return best;
-    });
+    const double roof = block([&] { return best_read_seconds(buffer.data(), bytes, opt.threads); });
     gemv_rates.push_back(gemv);
     roof_rates.push_back(roof);
     ratios.push_back(gemv / roof);
@@ -251,15 +252,7 @@ void bm_roof_read(benchmark::State& state) {
   const std::size_t bytes = weight_bytes<Format>(rows);
   bc::detail::tensor_vector<std::uint8_t> buffer(bytes + 256);  // allocated as the weights are
   std::fill(buffer.begin(), buffer.end(), std::uint8_t{1});
-  for (auto _ : state) {
-    double best = 1e30;
-    for (std::size_t prefetch : {0, 4096, 8192}) {
-      const auto start = std::chrono::steady_clock::now();
-      benchmark::DoNotOptimize(read_bytes(buffer.data(), bytes, threads, prefetch));
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    state.SetIterationTime(best);
-  }
+  for (auto _ : state) state.SetIterationTime(best_read_seconds(buffer.data(), bytes, threads));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
 }
 
