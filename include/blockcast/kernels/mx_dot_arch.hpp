@@ -531,11 +531,7 @@ struct digit_sums {
     __m512i top_max = _mm512_setzero_si512();
     for (int i = 0; i < 8; ++i) {
       const __m512i c = code_bytes<Element::bits>(codes, i);
-      const __m512i signed_x = signed_activations(c, x, i);
-      const __m512i top = reduced_[1](c);
-      top_max = _mm512_max_epu8(top_max, top);
-      const __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, signed_x);
-      r[i] = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), reduced_[0](c), signed_x);
+      r[i] = horner<0, 1, true>(reduced_, c, signed_activations(c, x, i), top_max);
     }
     if (flagged(top_max)) return false;
     // exact: the reduced sum rounded to FP32, then scaled by a power of two
@@ -557,16 +553,23 @@ struct digit_sums {
     }
     ((totals[P] = block_totals<2>(r[P])), ...);
   }
-  /// Part P of 64 codes against their signed activations: its digits combined by Horner's
-  /// rule (bounds known at compile time, so that the digit loop unrolls and the tables stay
-  /// in registers; left to a runtime loop, GCC spilled them).
+  /// Part P of 64 codes against their signed activations.
   template <int P>
   BLOCKCAST_INLINE __m512i part_digits(__m512i c, __m512i signed_x, __m512i& top_max) const {
     constexpr int bottom = P * digits_per_part, top = std::min(digits, bottom + digits_per_part) - 1;
-    const __m512i top_digit = tables_[top](c);
-    if constexpr (top == digits - 1) top_max = _mm512_max_epu8(top_max, top_digit);
+    return horner<bottom, top, top == digits - 1>(tables_, c, signed_x, top_max);
+  }
+  /// Digits Bottom..Top of 64 codes (looked up in tables[d]) against their signed
+  /// activations, combined by Horner's rule; TopMax: the top digits' maximum into top_max.
+  /// The bounds are known at compile time, so that the digit loop unrolls and the tables stay
+  /// in registers (left to a runtime loop, GCC spilled them).
+  template <int Bottom, int Top, bool TopMax>
+  static BLOCKCAST_INLINE __m512i horner(const byte_table<Element::bits>* tables, __m512i c, __m512i signed_x,
+                                         __m512i& top_max) {
+    const __m512i top_digit = tables[Top](c);
+    if constexpr (TopMax) top_max = _mm512_max_epu8(top_max, top_digit);
     __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), top_digit, signed_x);
-    for (int d = top - 1; d >= bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables_[d](c), signed_x);
+    for (int d = Top - 1; d >= Bottom; --d) acc = _mm512_dpbusd_epi32(_mm512_slli_epi32(acc, 8), tables[d](c), signed_x);
     return acc;
   }
   byte_table<Element::bits> tables_[digits];
