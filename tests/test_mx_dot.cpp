@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -178,6 +179,58 @@ TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact blo
         REQUIRE(same(want, y[r]));
         REQUIRE(same(want, bc::dot(w.view(), r, prepared)));
         REQUIRE(same(want, bc::reference::mx_dot(w.view(), r, prepared)));
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("mx_activations: every prepared form is its definition", "[mx_dot]", bc::mxfp4, bc::nvfp4) {
+  // the kernels read these forms (mx_activations is built in loops the compiler vectorizes);
+  // here each is computed from the codes the plain way. Random bytes hold -128 (once in 256),
+  // which groups 1, 4, 7... are kept free of.
+  using F = TestType;
+  constexpr std::size_t B = F::block_size;
+  std::mt19937 rng(5);
+  for (std::size_t cols : {1, 31, 33, 512, 513, 4096 + 48}) {
+    auto x = make<bc::mxint8>(1, cols, data_kind::random_bytes, rng);
+    std::vector<std::uint8_t> bytes(cols);
+    bc::detail::unpack_codes(x.view().row_codes(0), cols, 8, bytes.data());
+    for (std::size_t i = 0; i < cols; ++i)
+      if (i / (16 * B) % 3 == 1 && bytes[i] == 0x80) bytes[i] = 0x81;
+    bc::detail::pack_codes(bytes.data(), cols, 8, x.mutable_view().row_codes(0));
+    const std::size_t blocks = (cols + B - 1) / B, groups = (blocks + 15) / 16;
+    std::vector<std::int8_t> c(groups * 16 * B, 0);
+    for (std::size_t i = 0; i < cols; ++i) c[i] = static_cast<std::int8_t>(bytes[i]);
+    const bc::mx_activations<F> prepared(x.view());
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto a = prepared.group(16 * g);
+      const std::int8_t* gc = c.data() + 16 * B * g;
+      INFO(bc::preset_name<F>() << ", K = " << cols << ", group " << g);
+      bool min_code = false;
+      for (std::size_t i = 0; i < 16 * B; ++i) {
+        INFO("code " << i << " of the group, " << int{gc[i]});
+        REQUIRE(a.codes[i] == gc[i]);
+        REQUIRE(a.wide[i] == gc[i]);
+        const std::size_t chunk = i / 128 * 128, j = i % 128;  // even codes, then odd, per 128
+        REQUIRE(a.split[i] == gc[chunk + (j < 64 ? 2 * j : 2 * (j - 64) + 1)]);
+        min_code = min_code || gc[i] == -128;
+      }
+      REQUIRE(a.has_min_code == min_code);
+      for (std::size_t i = 0; i < 16 * B / 4; ++i) {
+        const int four = gc[4 * i] + gc[4 * i + 1] + gc[4 * i + 2] + gc[4 * i + 3];
+        INFO("run of 4 codes " << i);
+        REQUIRE(a.starts[i] == -128 * four);
+        if (i % 2 == 0) REQUIRE(a.eights[i / 2] == four + gc[4 * i + 4] + gc[4 * i + 5] + gc[4 * i + 6] + gc[4 * i + 7]);
+      }
+      for (std::size_t b = 0; b < 16; ++b) {
+        int sum = 0;
+        for (std::size_t j = 0; j < B; ++j) sum += gc[b * B + j];
+        const std::size_t block = 16 * g + b;
+        const int e = block < blocks ? x.view().row_scales(0)[block * B / 32] : -1;  // past the row: d_x = 0
+        const float d_x = e < 0 ? 0.0f : e == 0xff ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, e - 127 - 6);
+        INFO("block " << b << " of the group");
+        REQUIRE(a.sums[b] == sum);
+        REQUIRE(same(a.scales[b], d_x));
       }
     }
   }

@@ -107,31 +107,39 @@ class mx_activations {
                                 detail::shape_string(x.rows(), x.cols()));
     const std::size_t blocks = blocks_per_row<Format>(cols_);
     const std::size_t padded = (blocks + 15) / 16 * 16;
-    codes_.assign(padded * B, 0);
+    const std::size_t n = padded * B;  // whole groups of 16 blocks: a whole number of 128s
+    codes_.assign(n, 0);
     std::copy(x.row_codes(0), x.row_codes(0) + cols_, codes_.begin());
     scale_.assign(padded, 0.0f);
     for (std::size_t b = 0; b < blocks; ++b)
       scale_[b] = detail::scale_times<scale_type>(x.row_scales(0)[b * B / mx_activation_format::block_size],
                                                   integers::shift);
-    wide_.resize(codes_.size());
-    for (std::size_t i = 0; i < codes_.size(); ++i) wide_[i] = static_cast<std::int8_t>(codes_[i]);
-    has_min_code_.assign(padded / 16, 0);
-    for (std::size_t i = 0; i < codes_.size(); ++i)
-      if (wide_[i] == -128) has_min_code_[i / (16 * B)] = 1;
-    split_.resize(codes_.size());  // a whole number of 128s: groups are 256 or 512 codes
-    for (std::size_t c = 0; c < codes_.size(); c += 128)
+    // Each form in its own loop over plain arrays, without a division or a read-modify-write
+    // of another form in it, so that the compiler vectorizes them: written as one loop with
+    // `form[i / 8] += ...` they took 7.5 us at K = 4096 (Zen 5), as long as gemv on 170 rows.
+    const std::int8_t* c = codes();
+    wide_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) wide_[i] = c[i];
+    split_.resize(n);
+    for (std::size_t at = 0; at < n; at += 128)
       for (std::size_t i = 0; i < 64; ++i) {
-        split_[c + i] = static_cast<std::int8_t>(codes_[c + 2 * i]);
-        split_[c + 64 + i] = static_cast<std::int8_t>(codes_[c + 2 * i + 1]);
+        split_[at + i] = c[at + 2 * i];
+        split_[at + 64 + i] = c[at + 2 * i + 1];
       }
+    starts_.resize(n / 4);
+    for (std::size_t i = 0; i < n / 4; ++i)
+      starts_[i] = -128 * (wide_[4 * i] + wide_[4 * i + 1] + wide_[4 * i + 2] + wide_[4 * i + 3]);
+    eights_.assign(n / 8, 0);  // tensor_vector leaves resized elements uninitialized
+    for (std::size_t i = 0; i < n / 8; ++i)
+      for (std::size_t j = 0; j < 8; ++j) eights_[i] += wide_[8 * i + j];
     sums_.assign(padded, 0);
-    for (std::size_t b = 0; b < blocks; ++b)
-      for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
-    eights_.assign(codes_.size() / 8, 0);
-    starts_.assign(codes_.size() / 4, 0);
-    for (std::size_t i = 0; i < codes_.size(); ++i) {
-      eights_[i / 8] += wide_[i];
-      starts_[i / 4] -= 128 * wide_[i];
+    for (std::size_t b = 0; b < padded; ++b)
+      for (std::size_t j = 0; j < B / 8; ++j) sums_[b] += eights_[b * B / 8 + j];
+    has_min_code_.resize(padded / 16);
+    for (std::size_t g = 0; g < padded / 16; ++g) {
+      std::int8_t least = 0;  // a min reduction: the compiler leaves an OR of comparisons scalar
+      for (std::size_t i = 0; i < 16 * B; ++i) least = std::min(least, c[16 * B * g + i]);
+      has_min_code_[g] = least == -128;
     }
   }
 
