@@ -220,7 +220,7 @@ TEMPLATE_TEST_CASE("mx_activations: every prepared form is its definition", "[mx
         const int four = gc[4 * i] + gc[4 * i + 1] + gc[4 * i + 2] + gc[4 * i + 3];
         INFO("run of 4 codes " << i);
         REQUIRE(a.starts[i] == -128 * four);
-        if (i % 2 == 0) REQUIRE(a.eights[i / 2] == four + gc[4 * i + 4] + gc[4 * i + 5] + gc[4 * i + 6] + gc[4 * i + 7]);
+        if (i % 2 == 0) REQUIRE(a.nibble_starts[i / 2] == -bc::simd::arch::nibble_offset * (four + gc[4 * i + 4] + gc[4 * i + 5] + gc[4 * i + 6] + gc[4 * i + 7]));
       }
       for (std::size_t b = 0; b < 16; ++b) {
         int sum = 0;

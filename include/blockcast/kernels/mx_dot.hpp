@@ -130,12 +130,14 @@ class mx_activations {
     starts_.resize(n / 4);
     for (std::size_t i = 0; i < n / 4; ++i)
       starts_[i] = -128 * (wide_[4 * i] + wide_[4 * i + 1] + wide_[4 * i + 2] + wide_[4 * i + 3]);
-    eights_.assign(n / 8, 0);  // tensor_vector leaves resized elements uninitialized
-    for (std::size_t i = 0; i < n / 8; ++i)
-      for (std::size_t j = 0; j < 8; ++j) eights_[i] += wide_[8 * i + j];
+    nibble_starts_.assign(n / 8, 0);  // tensor_vector leaves resized elements uninitialized
+    for (std::size_t i = 0; i < n / 8; ++i) {
+      for (std::size_t j = 0; j < 8; ++j) nibble_starts_[i] += wide_[8 * i + j];
+      nibble_starts_[i] *= -simd::arch::nibble_offset;
+    }
     sums_.assign(padded, 0);
     for (std::size_t b = 0; b < padded; ++b)
-      for (std::size_t j = 0; j < B / 8; ++j) sums_[b] += eights_[b * B / 8 + j];
+      for (std::size_t j = 0; j < B; ++j) sums_[b] += wide_[b * B + j];
     has_min_code_.resize(padded / 16);
     for (std::size_t g = 0; g < padded / 16; ++g) {
       std::int8_t least = 0;  // a min reduction: the compiler leaves an OR of comparisons scalar
@@ -152,7 +154,7 @@ class mx_activations {
   /// The forms the kernels read for the group of 16 weight blocks starting at `block`.
   simd::arch::group_activations group(std::size_t block) const {
     return {codes() + block * B,  wide_.data() + block * B, split_.data() + block * B,          sums_.data() + block,
-            eights_.data() + block * B / 8, starts_.data() + block * B / 4, scale_.data() + block,
+            nibble_starts_.data() + block * B / 8, starts_.data() + block * B / 4, scale_.data() + block,
             has_min_code_[block / 16] != 0};
   }
   /// d_x of weight block b: the activation block's scale times 2^-6.
@@ -166,7 +168,7 @@ class mx_activations {
   std::vector<std::uint8_t> has_min_code_;  // per group of 16 weight blocks
   detail::tensor_vector<float> scale_;
   detail::tensor_vector<std::int32_t> sums_;
-  detail::tensor_vector<std::int32_t> eights_;
+  detail::tensor_vector<std::int32_t> nibble_starts_;
   detail::tensor_vector<std::int32_t> starts_;
 };
 

@@ -41,6 +41,10 @@ struct element_integers;  // kernels/mx_dot.hpp
 
 namespace blockcast::simd::arch {
 
+/// The E2M1 kernels look codes up as integer + nibble_offset (an unsigned byte);
+/// group_activations::nibble_starts takes the offset's products back out.
+inline constexpr int nibble_offset = 16;
+
 /// The MXINT8 activations of one group of 16 weight blocks, in the forms the kernels read
 /// (kernels/mx_dot.hpp's mx_activations prepares them once per call).
 struct group_activations {
@@ -48,7 +52,7 @@ struct group_activations {
   const std::int16_t* wide;    // in order, widened to 16 bits
   const std::int8_t* split;    // per 128 codes: the 64 even-indexed ones, then the 64 odd ones
   const std::int32_t* sums;    // per weight block: the sum of its codes
-  const std::int32_t* eights;  // per run of 8 codes: their sum
+  const std::int32_t* nibble_starts;  // per run of 8 codes: -nibble_offset * their sum
   const std::int32_t* starts;  // per run of 4 codes: -128 * their sum (signed_digit_sums)
   const float* scales;         // per weight block: d_x
   bool has_min_code;           // some code is -128 (whose negation is no signed byte)
@@ -185,11 +189,10 @@ struct word_table64 {
 /// high nibbles the odd ones, so one AND and one shift split them into two vectors without
 /// moving a byte; the activations come split the same way (mx_activations::split_codes).
 /// Each code is looked up (vpshufb; vpermb with VBMI, which needs no mask) as integer + 16, an
-/// unsigned byte; the offset is a power of two so that its correction is one shift.
+/// unsigned byte; the activations come with -16 times their sums (nibble_starts) to correct it.
 template <class Ints, std::size_t B, class Arch>
 struct e2m1_sums {
-  static constexpr int offset_shift = 4;
-  static constexpr int offset = 1 << offset_shift;
+  static constexpr int offset = nibble_offset;
   /// Software prefetch ahead of the codes when one row is read at a time (group_dot::prefetch;
   /// rows_sums's rows are always prefetched): MXFP4's kernel keeps up with the hardware
   /// prefetcher, and its prefetch instructions cost more than they bring (16384 x 4096 on Zen
@@ -237,8 +240,9 @@ struct e2m1_sums {
     for (int i = 0; i < chunks; ++i) {
       const __m512i even_x = _mm512_loadu_si512(x.split + 128 * i), odd_x = _mm512_loadu_si512(x.split + 128 * i + 64);
       // lane l holds codes 8l .. 8l+7 of the 128; starting it at -offset * their sum leaves the
-      // exact sum of integer * x, so no correction is left for the block totals
-      const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(x.eights + 16 * i), offset_shift));
+      // exact sum of integer * x, so no correction is left for the block totals (prepared
+      // with the activations: 2-4% faster than two instructions per 128 codes here)
+      const __m512i start = _mm512_loadu_si512(x.nibble_starts + 16 * i);
       for (int k = 0; k < R; ++k) {
         __m512i even, odd;
         lookup(_mm512_loadu_si512(codes[k] + 64 * i), even, odd);
