@@ -24,7 +24,8 @@ using weight_formats = std::tuple<bc::mxfp8_e4m3, bc::mxfp8_e5m2, bc::mxfp6_e3m2
                                   bc::mxint8, bc::nvfp4>;
 
 /// What the weights and activations hold.
-enum class data_kind { quantized_normal, quantized_wide_range, random_bytes, typical_scales, symmetric_codes, zeros, saturated, one_nan_scale };
+enum class data_kind { quantized_normal, quantized_wide_range, random_bytes, typical_scales, symmetric_codes, zeros, saturated, one_nan_scale,
+                       extreme_scales };
 const char* name_of(data_kind k) {
   switch (k) {
     case data_kind::quantized_normal: return "quantized normal values";
@@ -35,6 +36,7 @@ const char* name_of(data_kind k) {
     case data_kind::zeros: return "zeros";
     case data_kind::saturated: return "largest codes and scales";
     case data_kind::one_nan_scale: return "scales near 1 but one NaN scale in rows 1 and 8";
+    case data_kind::extreme_scales: return "scales 2^-127..2^-124 and 2^124..2^127, the largest positive codes in every third row";
   }
   return "?";
 }
@@ -61,7 +63,13 @@ bc::packed_tensor<Format> make(std::size_t rows, std::size_t cols, data_kind kin
       const auto sign = static_cast<std::uint8_t>(byte & (1u << (element::bits - 1)));
       const auto largest = element::is_float ? static_cast<std::uint8_t>(element::max_magnitude | sign)
                                             : static_cast<std::uint8_t>(sign ? 0x81 : 0x7f);  // +-127
-      c = kind == data_kind::zeros ? 0 : kind == data_kind::saturated ? largest : byte;
+      // extreme scales with the largest block sums, whose products leave FP32's range at
+      // both ends, and with random codes in the other rows
+      const bool largest_positive = kind == data_kind::extreme_scales && (rows == 1 || r % 3 == 0);
+      c = kind == data_kind::zeros      ? 0
+          : kind == data_kind::saturated ? largest
+          : largest_positive             ? static_cast<std::uint8_t>(largest & ~sign)
+                                         : byte;
       // -128 is INT8's optional code (kernels take another path for it)
       if (kind == data_kind::symmetric_codes && !element::is_float && c == 0x80) c = 0x81;
     }
@@ -69,6 +77,10 @@ bc::packed_tensor<Format> make(std::size_t rows, std::size_t cols, data_kind kin
   }
   for (std::size_t i = 0; i < scales.size(); ++i) {
     const auto byte = static_cast<std::uint8_t>(rng());
+    if (kind == data_kind::extreme_scales) {  // E8M0 2^-127..2^-124 and 2^124..2^127 (UE4M3: any byte)
+      scales[i] = std::is_same_v<typename Format::scale_type, bc::e8m0> ? static_cast<std::uint8_t>(byte % 2 ? byte % 4 : 251 + byte % 4) : byte;
+      continue;
+    }
     scales[i] = kind == data_kind::random_bytes ? byte
                 : kind == data_kind::saturated  ? std::uint8_t{0xfe}
                                                 : static_cast<std::uint8_t>(120 + byte % 14);
@@ -149,7 +161,7 @@ TEMPLATE_LIST_TEST_CASE("MX dot products equal the documented order on exact blo
   for (std::size_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 511, 512, 513, 1024, 1040, 4096, 4096 + 48}) {
     for (data_kind kind : {data_kind::quantized_normal, data_kind::quantized_wide_range, data_kind::random_bytes, data_kind::typical_scales,
                            data_kind::symmetric_codes, data_kind::zeros, data_kind::saturated,
-                           data_kind::one_nan_scale}) {
+                           data_kind::one_nan_scale, data_kind::extreme_scales}) {
       const auto w = make<F>(rows, cols, kind == data_kind::symmetric_codes ? data_kind::random_bytes : kind, rng);
       // random weights (Inf/NaN included) meet activations without -128 in symmetric_codes
       const auto x = make<bc::mxint8>(1, cols, kind == data_kind::saturated ? data_kind::saturated
