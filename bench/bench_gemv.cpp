@@ -206,8 +206,9 @@ double median(std::vector<double>& v) {
 /// gemv calls on one 16384 x K matrix, then 8 of roof_read's reads (best_read_seconds) of a
 /// buffer of the same size. The first 2 of a block refill the caches and are not timed.
 /// gemv/mxfp4 and roof_read/mxfp4 run seconds or minutes apart, and this VM's speed moves in
-/// between; here both sides of a ratio come from the same few milliseconds. Counters: the medians over iterations of the blocks'
-/// median rates (mxfp4_GB/s, roof_GB/s) and of their ratio (mxfp4/warm_roof).
+/// between; here both sides of a ratio come from the same few milliseconds. Counters: the
+/// medians over iterations of the blocks' median rates (mxfp4_GB/s, roof_GB/s) and of their
+/// ratio (mxfp4/warm_roof).
 void bm_gemv_warm_pairs(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
   const auto opt = with_threads(state.range(1));
