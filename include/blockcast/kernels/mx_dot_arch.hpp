@@ -11,7 +11,8 @@
 //     -16 * sum(x) (AVX-512; AVX2 subtracts 12 * sum(x) per block). AVX-512 takes four rows
 //     at a time.
 //   * INT8, E2M3, E3M2: the code is widened or looked up (vpermi2w) to a signed 16-bit integer
-//     and multiplied with the activations widened to 16 bits.
+//     and multiplied with the activations widened to 16 bits; with VNNI, INT8 codes go as
+//     bytes, the sign bit flipped (integer + 128), the sums started at -128 * sum(x).
 //   * E4M3: its integers reach 448 * 2^9, so they go as two 16-bit halves (low byte, the rest)
 //     whose products are recombined as lo + 256 * hi, exact in int32.
 //   * With VBMI and VNNI, 6- and 8-bit codes are looked up as bytes (vpermb, vpermt2b):
@@ -439,6 +440,24 @@ struct signed_digit_sums {
   byte_table<Element::bits> top_, low_;
 };
 
+/// INT8 codes as bytes: the code with its sign bit flipped is the integer + 128, an unsigned
+/// byte, and each lane's vpdpbusd starts at -128 times the sum of its 4 activation codes
+/// (group_activations::starts), which takes the 128s back out: per 64 codes one XOR and one
+/// dot product, and the block totals of 8 vectors instead of 16 (word_sums: two widenings and
+/// two vpdpwssd, and 16 vectors).
+template <class Arch>
+struct int8_byte_sums {
+  BLOCKCAST_INLINE bool operator()(const std::uint8_t* codes, const group_activations& x, __m512& sums) const {
+    __m512i r[8];
+    for (int i = 0; i < 8; ++i) {
+      const __m512i biased = _mm512_xor_si512(_mm512_loadu_si512(codes + 64 * i), _mm512_set1_epi8(static_cast<char>(0x80)));
+      r[i] = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.starts + 16 * i), biased, _mm512_loadu_si512(x.codes + 64 * i));
+    }
+    sums = _mm512_cvtepi32_ps(block_totals<2>(r));
+    return true;
+  }
+};
+
 /// 8-bit codes with larger integers (E4M3: 448 * 2^9, E5M2: 57344 * 2^16): |integer|
 /// in base-256 digits, unsigned bytes, against the activations with the weight's sign
 /// applied (one masked negation per 64 codes). The digits of a part are combined by Horner's
@@ -646,13 +665,13 @@ template <class Arch>
 struct avx512_block_sums<nvfp4, Arch> {
   using type = avx512::e2m1_sums<ints<fp4_e2m1>, 16, Arch>;
 };
-template <class Arch>
-struct avx512_block_sums<mxint8, Arch> {
-  using type = avx512::word_sums<int8, ints<int8>, Arch>;
-};
 #if defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
 template <class Arch, class Vbmi, class Bw>
 using vbmi_or_bw = std::conditional_t<is_vbmi<Arch>(), Vbmi, Bw>;
+template <class Arch>
+struct avx512_block_sums<mxint8, Arch> {
+  using type = vbmi_or_bw<Arch, avx512::int8_byte_sums<Arch>, avx512::word_sums<int8, ints<int8>, Arch>>;
+};
 template <class Arch>
 struct avx512_block_sums<mxfp6_e2m3, Arch> {
   using type = vbmi_or_bw<Arch, avx512::signed_digit_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>,
@@ -673,6 +692,10 @@ struct avx512_block_sums<mxfp8_e5m2, Arch> {
   using type = vbmi_or_bw<Arch, avx512::digit_sums<fp8_e5m2, ints<fp8_e5m2>, Arch>, void>;
 };
 #else
+template <class Arch>
+struct avx512_block_sums<mxint8, Arch> {
+  using type = avx512::word_sums<int8, ints<int8>, Arch>;
+};
 template <class Arch>
 struct avx512_block_sums<mxfp6_e2m3, Arch> {
   using type = avx512::word_sums<fp6_e2m3, ints<fp6_e2m3>, Arch>;
