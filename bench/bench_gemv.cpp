@@ -13,6 +13,11 @@
 // of it stays there from call to call, while an 8-bit one (69 MB) does not, so gemv/... favours
 // MXFP4 by cache, not by kernel. Called in turn, every format starts from memory, and so do
 // reads of MXFP4's size: the cold read roof.
+// Why the roofs read the weights' own bytes, and the round robin moves every format through
+// the same memory: on the VM this was written on, one core read some 36 MB buffers at 19 GB/s
+// and others, allocated the same way in the same process, at 30 GB/s, each at its own speed
+// from round to round (where the host put their pages, presumably). A kernel timed on one
+// buffer against a roof or another kernel timed on another measured mostly the two buffers.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -126,24 +131,47 @@ std::uint64_t read_bytes(const std::uint8_t* p, std::size_t bytes, unsigned thre
   return r;
 }
 
-/// roof_read's measure: the seconds of the fastest of three reads of the buffer, without
-/// software prefetch and with it 4 and 8 KiB ahead.
-double best_read_seconds(const std::uint8_t* p, std::size_t bytes, unsigned threads) {
+/// read_bytes over a packed tensor's codes and then its scales.
+template <class Format>
+std::uint64_t read_weights(bc::packed_view<Format> w, unsigned threads, std::size_t prefetch) {
+  return read_bytes(w.codes().data(), w.codes().size(), threads, prefetch) |
+         read_bytes(w.scales().data(), w.scales().size(), threads, prefetch);
+}
+
+/// roof_read's measure: the seconds of the fastest of three reads of the weights' bytes,
+/// without software prefetch and with it 4 and 8 KiB ahead.
+template <class Format>
+double best_read_seconds(bc::packed_view<Format> w, unsigned threads) {
   double best = 1e30;
   for (std::size_t prefetch : {0, 4096, 8192}) {
     const auto start = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(read_bytes(p, bytes, threads, prefetch));
+    benchmark::DoNotOptimize(read_weights(w, threads, prefetch));
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return best;
 }
 
-/// Every preset's gemv on its own 16384 x K matrix, one call each per iteration and in turn:
-/// between two calls on one matrix the others' weights (about 300 MB) pass through the caches.
-/// Counters: each preset's weight bytes per second over its calls (<format>_GB/s), and that
-/// rate over MXFP4's (<format>/mxfp4): how close its kernel comes to MXFP4's on equal terms.
-/// The turn also reads buffers of MXFP4's size, one at each of roof_read's prefetch distances
-/// (read_<distance>_GB/s): MXFP4's rate over the best of them is mxfp4/cold_roof.
+/// A packed view of `Format`'s rows x K weights laid out in `slot`: codes, then scales from
+/// the next 64-byte boundary.
+template <class Format>
+std::size_t slot_scales_offset(std::size_t rows) {
+  return (bc::code_bytes<Format>(rows, K) + 63) / 64 * 64;
+}
+template <class Format>
+bc::packed_view<Format> slot_view(const std::uint8_t* slot, std::size_t rows) {
+  return {rows, K, {slot, bc::code_bytes<Format>(rows, K)},
+          {slot + slot_scales_offset<Format>(rows), bc::scale_bytes<Format>(rows, K)}};
+}
+
+/// Every preset's gemv on a 16384 x K matrix, and three reads of MXFP4's size (one at each of
+/// roof_read's prefetch distances), one call each per round and in turn: between two calls on
+/// one slot the others (about 500 MB) pass through the caches, so every call starts from
+/// memory. The calls move through the same memory: with n calls per round there are n slots,
+/// and in round r call i reads slot (i + r) mod n, into which the preset's weights are copied
+/// before the round; an iteration is n rounds, so every call reads every slot once.
+/// Counters: each call's bytes per second over all its rounds (<format>_GB/s,
+/// read_<distance>_GB/s), a preset's rate over MXFP4's (<format>/mxfp4: how close its kernel
+/// comes to MXFP4's on equal terms), and MXFP4's over the best read's (mxfp4/cold_roof).
 void bm_gemv_round_robin(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
   const auto opt = with_threads(state.range(1));
@@ -151,39 +179,51 @@ void bm_gemv_round_robin(benchmark::State& state) {
   std::vector<float> y(rows);
   struct turn {  // one call of the round: a preset's gemv, or a read
     std::string name;
-    std::function<void()> call;
+    std::function<void(const std::uint8_t* slot)> call;
+    std::function<void(std::uint8_t* slot)> fill;  // presets: their weights into the slot
     std::size_t bytes;
     bool is_read;
     double seconds;
   };
   std::vector<turn> turns;
-#define BLOCKCAST_BENCH_PRESET(alias, ...)                                                                         \
-  turns.push_back({#alias, [&] { bc::gemv(weights<bc::alias>(rows).view(), x.view(), y.data(), opt); }, \
-                   weight_bytes<bc::alias>(rows), false, 0.0});
+  std::size_t slot_size = 0;
+#define BLOCKCAST_BENCH_PRESET(alias, ...)                                                                   \
+  turns.push_back({#alias,                                                                                   \
+                   [&](const std::uint8_t* slot) { bc::gemv(slot_view<bc::alias>(slot, rows), x.view(), y.data(), opt); }, \
+                   [&](std::uint8_t* slot) {                                                                  \
+                     const auto& w = weights<bc::alias>(rows);                                                \
+                     std::copy(w.codes().begin(), w.codes().end(), slot);                                     \
+                     std::copy(w.scales().begin(), w.scales().end(), slot + slot_scales_offset<bc::alias>(rows)); \
+                   },                                                                                         \
+                   weight_bytes<bc::alias>(rows), false, 0.0});                                             \
+  slot_size = std::max(slot_size, slot_scales_offset<bc::alias>(rows) + bc::scale_bytes<bc::alias>(rows, K));
   BLOCKCAST_PRESETS(BLOCKCAST_BENCH_PRESET)
 #undef BLOCKCAST_BENCH_PRESET
-  // each read on a buffer of its own, allocated as the weights are (huge pages): reads that
-  // shared one buffer found part of it in the L3 after the first, and overstated the roof
   const std::size_t read_size = weight_bytes<bc::mxfp4>(rows);
-  std::vector<bc::detail::tensor_vector<std::uint8_t>> buffers;
-  buffers.reserve(3);
-  for (std::size_t prefetch : {0, 4096, 8192}) {
-    buffers.emplace_back(read_size + 256);
-    std::fill(buffers.back().begin(), buffers.back().end(), std::uint8_t{1});
+  for (std::size_t prefetch : {0, 4096, 8192})
     turns.push_back({"read_" + std::to_string(prefetch),
-                     [&, prefetch, b = buffers.back().data()] { benchmark::DoNotOptimize(read_bytes(b, read_size, opt.threads, prefetch)); },
-                     read_size, true, 0.0});
-  }
-  for (auto& t : turns) t.call();  // quantized and in memory before the clock starts
-  for (auto _ : state)
-    for (auto& t : turns) {
+                     [&, prefetch](const std::uint8_t* slot) { benchmark::DoNotOptimize(read_bytes(slot, read_size, opt.threads, prefetch)); },
+                     nullptr, read_size, true, 0.0});
+  const std::size_t n = turns.size();
+  std::vector<bc::detail::tensor_vector<std::uint8_t>> slots;  // allocated as weights are (huge pages)
+  for (std::size_t i = 0; i < n; ++i) slots.emplace_back(slot_size, std::uint8_t{1});
+  const auto round = [&](std::size_t r, bool timed) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (turns[i].fill) turns[i].fill(slots[(i + r) % n].data());
+    for (std::size_t i = 0; i < n; ++i) {
       const auto start = std::chrono::steady_clock::now();
-      t.call();
+      turns[i].call(slots[(i + r) % n].data());
       benchmark::DoNotOptimize(y.data());
       benchmark::ClobberMemory();
-      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (timed) turns[i].seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
-  const auto rate = [&](const turn& t) { return static_cast<double>(t.bytes) * static_cast<double>(state.iterations()) / t.seconds; };
+  };
+  round(0, false);  // every kernel's first call (tables, threads) before the clock starts
+  for (auto _ : state)
+    for (std::size_t r = 0; r < n; ++r) round(r, true);
+  const auto rate = [&](const turn& t) {
+    return static_cast<double>(t.bytes) * static_cast<double>(n * state.iterations()) / t.seconds;
+  };
   double mxfp4 = 0, roof = 0;
   for (const auto& t : turns) {
     if (t.name == "mxfp4") mxfp4 = rate(t);
@@ -203,8 +243,8 @@ double median(std::vector<double>& v) {
 }
 
 /// MXFP4's gemv against the read roof, warm, in alternating blocks: each iteration makes 8
-/// gemv calls on one 16384 x K matrix, then 8 of roof_read's reads (best_read_seconds) of a
-/// buffer of the same size. The first 2 of a block refill the caches and are not timed.
+/// gemv calls on one 16384 x K matrix, then 8 of roof_read's reads (best_read_seconds) of the
+/// same matrix's bytes. The first 2 of a block refill the caches and are not timed.
 /// gemv/mxfp4 and roof_read/mxfp4 run seconds or minutes apart, and this VM's speed moves in
 /// between; here both sides of a ratio come from the same few milliseconds. Counters: the
 /// medians over iterations of the blocks' median rates (mxfp4_GB/s, roof_GB/s) and of their
@@ -216,8 +256,6 @@ void bm_gemv_warm_pairs(benchmark::State& state) {
   const auto x = bc::quantize<bc::mxint8>(normal_values(K).data(), 1, K);
   std::vector<float> y(rows);
   const std::size_t bytes = weight_bytes<bc::mxfp4>(rows);
-  bc::detail::tensor_vector<std::uint8_t> buffer(bytes + 256);  // allocated as the weights are
-  std::fill(buffer.begin(), buffer.end(), std::uint8_t{1});
   constexpr int calls = 8, untimed = 2;
   const auto block = [&](auto&& call) {  // the median rate of one block's timed calls
     std::vector<double> rates;
@@ -236,7 +274,7 @@ void bm_gemv_warm_pairs(benchmark::State& state) {
       benchmark::ClobberMemory();
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
-    const double roof = block([&] { return best_read_seconds(buffer.data(), bytes, opt.threads); });
+    const double roof = block([&] { return best_read_seconds(w.view(), opt.threads); });
     gemv_rates.push_back(gemv);
     roof_rates.push_back(roof);
     ratios.push_back(gemv / roof);
@@ -246,15 +284,15 @@ void bm_gemv_warm_pairs(benchmark::State& state) {
   state.counters["mxfp4/warm_roof"] = median(ratios);
 }
 
+/// Reads gemv/<format>'s own weights: a buffer of the same size elsewhere can read at another
+/// speed (see the top of this file).
 template <class Format>
 void bm_roof_read(benchmark::State& state) {
   const auto rows = static_cast<std::size_t>(state.range(0));
   const auto threads = static_cast<unsigned>(state.range(1));
-  const std::size_t bytes = weight_bytes<Format>(rows);
-  bc::detail::tensor_vector<std::uint8_t> buffer(bytes + 256);  // allocated as the weights are
-  std::fill(buffer.begin(), buffer.end(), std::uint8_t{1});
-  for (auto _ : state) state.SetIterationTime(best_read_seconds(buffer.data(), bytes, threads));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  const auto& w = weights<Format>(rows);
+  for (auto _ : state) state.SetIterationTime(best_read_seconds(w.view(), threads));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * weight_bytes<Format>(rows)));
 }
 
 void bm_roof_fma(benchmark::State& state) {
@@ -325,7 +363,7 @@ int main(int argc, char** argv) {
 #undef BLOCKCAST_BENCH_FORMAT
   for (std::int64_t threads : {1, 2}) {
     benchmark::RegisterBenchmark("roof_fma", bm_roof_fma)->Arg(threads)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark("gemv_round_robin", bm_gemv_round_robin)->Args({16384, threads})->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("gemv_round_robin", bm_gemv_round_robin)->Args({16384, threads})->Unit(benchmark::kMillisecond)->MinTime(3.0);
     benchmark::RegisterBenchmark("gemv_warm_pairs", bm_gemv_warm_pairs)->Args({16384, threads})->Unit(benchmark::kMillisecond)->MinTime(2.0);
   }
 
