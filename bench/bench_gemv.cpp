@@ -168,7 +168,8 @@ bc::packed_view<Format> slot_view(const std::uint8_t* slot, std::size_t rows) {
 /// one slot the others (about 500 MB) pass through the caches, so every call starts from
 /// memory. The calls move through the same memory: with n calls per round there are n slots,
 /// and in round r call i reads slot (i + r) mod n, into which the preset's weights are copied
-/// before the round; an iteration is n rounds, so every call reads every slot once.
+/// before the round; an iteration is n rounds, so every call reads every slot once, and the
+/// order of the calls turns by one each round, so every call also comes first once.
 /// Counters: each call's bytes per second over all its rounds (<format>_GB/s,
 /// read_<distance>_GB/s), a preset's rate over MXFP4's (<format>/mxfp4: how close its kernel
 /// comes to MXFP4's on equal terms), and MXFP4's over the best read's (mxfp4/cold_roof).
@@ -210,7 +211,8 @@ void bm_gemv_round_robin(benchmark::State& state) {
   const auto round = [&](std::size_t r, bool timed) {
     for (std::size_t i = 0; i < n; ++i)
       if (turns[i].fill) turns[i].fill(slots[(i + r) % n].data());
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t i = (j + r) % n;  // each call first after the copies once per iteration
       const auto start = std::chrono::steady_clock::now();
       turns[i].call(slots[(i + r) % n].data());
       benchmark::DoNotOptimize(y.data());
