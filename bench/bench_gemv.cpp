@@ -151,12 +151,13 @@ double best_read_seconds(bc::packed_view<Format> w, unsigned threads) {
   return best;
 }
 
-/// A packed view of `Format`'s rows x K weights laid out in `slot`: codes, then scales from
-/// the next 64-byte boundary.
+/// Where the scales of `Format`'s rows x K weights start in a slot: after the codes, at the
+/// next 64-byte boundary.
 template <class Format>
 std::size_t slot_scales_offset(std::size_t rows) {
   return (bc::code_bytes<Format>(rows, K) + 63) / 64 * 64;
 }
+/// A packed view of `Format`'s rows x K weights laid out in `slot`.
 template <class Format>
 bc::packed_view<Format> slot_view(const std::uint8_t* slot, std::size_t rows) {
   return {rows, K, {slot, bc::code_bytes<Format>(rows, K)},
@@ -165,7 +166,7 @@ bc::packed_view<Format> slot_view(const std::uint8_t* slot, std::size_t rows) {
 
 /// Every preset's gemv on a 16384 x K matrix, and three reads of MXFP4's size (one at each of
 /// roof_read's prefetch distances), one call each per round and in turn: between two calls on
-/// one slot the others (about 500 MB) pass through the caches, so every call starts from
+/// one slot the other calls and the copies move more than 800 MB, so every call starts from
 /// memory. The calls move through the same memory: with n calls per round there are n slots,
 /// and in round r call i reads slot (i + r) mod n, into which the preset's weights are copied
 /// before the round; an iteration is n rounds, so every call reads every slot once, and the
