@@ -5,6 +5,8 @@
 //   quantize_alloc/<format>/simd/<n>  (quantize<F>(in, n): a fresh packed_tensor per call)
 //   first_touch/<format>/output/<n>   (the same fresh output written once: what the allocating
 //                                      call pays for pages the kernel faults in and zeroes)
+// quantize/.../simd, quantize_alloc and first_touch also count the process's system time and
+// page faults per call (sys_ms/call, faults/call): the operating system's share of a call.
 //   fake_quantize/<format>/<impl>/<n>
 //   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_fake_quantize/<format>/<n>
 // impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
@@ -17,6 +19,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include "inputs.hpp"
 #include "roof.hpp"
@@ -47,17 +51,45 @@ void set_counters(benchmark::State& state, std::size_t n, std::size_t bytes) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
 }
 
+/// The operating system's share of a benchmark's calls: system CPU time and page faults of the
+/// whole process from construction to report(), per iteration. An allocating call's fresh
+/// pages are faulted in and zeroed there, outside the kernel's own loop.
+class system_share {
+ public:
+  system_share() : start_(now()) {}
+  void report(benchmark::State& state) const {
+    const usage end = now();
+    const double calls = static_cast<double>(state.iterations());
+    state.counters["sys_ms/call"] = (end.system_seconds - start_.system_seconds) * 1e3 / calls;
+    state.counters["faults/call"] = (end.faults - start_.faults) / calls;
+  }
+
+ private:
+  struct usage {
+    double system_seconds, faults;
+  };
+  static usage now() {
+    rusage r{};
+    getrusage(RUSAGE_SELF, &r);
+    return {static_cast<double>(r.ru_stime.tv_sec) + 1e-6 * static_cast<double>(r.ru_stime.tv_usec),
+            static_cast<double>(r.ru_minflt + r.ru_majflt)};
+  }
+  usage start_;
+};
+
 template <class Format, bool Simd>
 void bm_quantize(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   const auto& x = input(n);
   bc::packed_tensor<Format> p(1, n);
+  const system_share system;
   for (auto _ : state) {
     if constexpr (Simd) bc::quantize_into<Format>(x.data(), 1, n, p.mutable_view());
     else bc::reference::quantize<Format>(x.data(), 1, n, p.mutable_view());
     benchmark::DoNotOptimize(p.codes().data());
     benchmark::ClobberMemory();
   }
+  if constexpr (Simd) system.report(state);
   set_counters<Format>(state, n, input_reads<Format>() * n * 4 + packed_bytes<Format>(n));
 }
 
@@ -67,11 +99,13 @@ template <class Format>
 void bm_quantize_alloc(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   const auto& x = input(n);
+  const system_share system;
   for (auto _ : state) {
     const auto p = bc::quantize<Format>(x.data(), n);
     benchmark::DoNotOptimize(p.codes().data());
     benchmark::ClobberMemory();
   }
+  system.report(state);
   set_counters<Format>(state, n, input_reads<Format>() * n * 4 + packed_bytes<Format>(n));
 }
 
@@ -80,6 +114,7 @@ void bm_quantize_alloc(benchmark::State& state) {
 template <class Format>
 void bm_first_touch(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const system_share system;
   for (auto _ : state) {
     auto p = bc::packed_tensor<Format>::for_overwrite(1, n);
     auto v = p.mutable_view();
@@ -88,6 +123,7 @@ void bm_first_touch(benchmark::State& state) {
     benchmark::DoNotOptimize(p.codes().data());
     benchmark::ClobberMemory();
   }
+  system.report(state);
   set_counters<Format>(state, n, packed_bytes<Format>(n));
 }
 
