@@ -5,11 +5,11 @@
 //   quantize_alloc/<format>/simd/<n>  (quantize<F>(in, n): a fresh packed_tensor per call)
 //   first_touch/<format>/output/<n>   (the same fresh output written once: what the allocating
 //                                      call pays for pages the kernel faults in and zeroes)
-// quantize/.../simd, quantize_alloc and first_touch also count the process's system time and
-// page faults per call (sys_ms/call, faults/call): the operating system's share of a call.
 //   fake_quantize/<format>/<impl>/<n>
 //   roof_quantize/<format>/<n>      roof_dequantize/<format>/<n>     roof_fake_quantize/<format>/<n>
 // impl: reference | simd (the kernels of xsimd::default_arch this binary is built for).
+// quantize/.../simd, quantize_alloc and first_touch also count the process's system time and
+// page faults per call (sys_ms/call, faults/call): the operating system's share of a call.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
